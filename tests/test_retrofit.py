@@ -1,0 +1,134 @@
+"""The retrofit on tiny random Llama models: identity at init, causality, streaming, frozen base."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from conftest import open_gates, tiny_config, tiny_llama
+
+from titans_adapter import TitansConfig, retrofit
+
+
+def test_identity_at_init_when_window_covers_input(tiny_base):
+    ids = torch.randint(0, 128, (2, 30))
+    expected = tiny_base(ids).logits
+    model = retrofit(tiny_base, tiny_config(layers=[0, 1], window=32))
+    out = model(ids, labels=ids)
+    torch.testing.assert_close(out.logits, expected, rtol=0, atol=1e-5)
+    base_loss = torch.nn.functional.cross_entropy(expected[:, :-1].flatten(0, 1), ids[:, 1:].flatten())
+    torch.testing.assert_close(out.loss, base_loss, rtol=1e-5, atol=1e-5)
+
+
+def test_windows_restart_positions(tiny_base):
+    """Each window is read like a fresh input of the base (at init, with no memory contribution)."""
+    model = retrofit(tiny_base, tiny_config(window=16))
+    ids = torch.randint(0, 128, (1, 48))
+    logits = model(ids).logits
+    for w in range(3):
+        expected = tiny_base(ids[:, 16 * w : 16 * (w + 1)]).logits
+        torch.testing.assert_close(logits[:, 16 * w : 16 * (w + 1)], expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"persistent_tokens": 3}, {"overlap": 5}, {"refresh_every": 2, "layers": [0, 1]}])
+def test_causality_inside_and_across_windows(tiny_base, overrides):
+    model = retrofit(tiny_base, tiny_config(**overrides))
+    open_gates(model)
+    ids = torch.randint(0, 128, (1, 100))
+    changed = ids.clone()
+    t = 20  # inside window 0
+    changed[:, t] = (changed[:, t] + 1) % 128
+    with torch.no_grad():
+        diff = (model(ids).logits - model(changed).logits).abs().amax(dim=(0, 2))
+    assert diff[:t].max() == 0
+    assert diff[t:32].max() > 0  # attention inside the window
+    assert diff[64:].max() > 0  # two windows later: only the memory carries it
+
+
+@pytest.mark.parametrize("overrides", [{}, {"persistent_tokens": 2, "overlap": 4}, {"refresh_every": 3, "layers": [0, 1]}])
+def test_streaming_in_pieces_equals_one_call(tiny_base, overrides):
+    model = retrofit(tiny_base, tiny_config(**overrides))
+    open_gates(model)
+    ids = torch.randint(0, 128, (2, 150))
+    with torch.no_grad():
+        whole = model(ids)
+        state, parts = None, []
+        for a, b in [(0, 1), (1, 7), (7, 32), (32, 33), (33, 90), (90, 150)]:
+            out = model(ids[:, a:b], memory_state=state)
+            state, parts = out.memory_state, parts + [out.logits]
+    torch.testing.assert_close(torch.cat(parts, dim=1), whole.logits, rtol=1e-4, atol=1e-5)
+    assert state.tokens_seen == 150
+
+
+def test_memory_carries_information_between_windows(tiny_model):
+    """Without memory the third window would not depend on the first; with it, it does."""
+    ids = torch.randint(0, 128, (1, 96))
+    other = ids.clone()
+    other[:, :32] = torch.randint(0, 128, (1, 32))
+    with torch.no_grad():
+        a = tiny_model(ids).logits[:, 64:]
+        b = tiny_model(other).logits[:, 64:]
+    assert (a - b).abs().max() > 1e-4
+
+
+def test_only_adapter_parameters_train_and_base_stays_bit_identical(tiny_model):
+    base_before = {n: p.clone() for n, p in tiny_model.base.named_parameters()}
+    optimizer = torch.optim.AdamW([p for p in tiny_model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    ids = torch.randint(0, 128, (2, 80))
+    tiny_model(ids, labels=ids).loss.backward()
+    assert all(p.grad is None for p in tiny_model.base.parameters())
+    adapter = tiny_model.adapter_parameters()
+    assert all(p.requires_grad for p in adapter.values())
+    with_grad = [n for n, p in adapter.items() if p.grad is not None and p.grad.abs().sum() > 0]
+    assert any("to_qkv" in n for n in with_grad) and any(n.endswith("gate") for n in with_grad)
+    optimizer.step()
+    for n, p in tiny_model.base.named_parameters():
+        assert torch.equal(p, base_before[n]), n
+    counts = tiny_model.parameter_counts()
+    assert counts["trainable"] == sum(p.numel() for p in adapter.values()) < counts["base"]
+
+
+def test_outer_loss_backpropagates_through_memory_writes(tiny_base):
+    """A loss on window 1 reaches the key/value projections through what window 0 wrote; truncation cuts it."""
+
+    def qkv_grad(truncate: int) -> torch.Tensor:
+        model = retrofit(tiny_llama(), tiny_config(truncate_bptt=truncate))
+        open_gates(model)
+        ids = torch.randint(0, 128, (1, 64), generator=torch.Generator().manual_seed(0))
+        labels = ids.clone()
+        labels[:, :40] = -100  # loss only inside window 1 (tokens 32..63), past its first chunk
+        model(ids, labels=labels).loss.backward()
+        return model.memories["0"].memory.to_qkv.weight.grad.clone()
+
+    full, truncated = qkv_grad(0), qkv_grad(1)
+    assert full.abs().sum() > 0 and truncated.abs().sum() > 0
+    assert not torch.allclose(full, truncated)
+
+
+def test_gates_are_reported(tiny_model):
+    names = tiny_model.gate_parameter_names()
+    assert any(n.endswith(".gate") for n in names) and any("to_gates" in n for n in names)
+
+
+def test_unload_restores_the_plain_base(tiny_base):
+    ids = torch.randint(0, 128, (1, 20))
+    expected = tiny_base(ids).logits
+    model = retrofit(tiny_base, tiny_config())
+    open_gates(model)
+    base = model.unload()
+    torch.testing.assert_close(base(ids).logits, expected, rtol=0, atol=0)
+    retrofit(base, tiny_config())  # can be retrofitted again
+
+
+def test_bf16_base_keeps_memory_in_fp32():
+    base = tiny_llama().to(torch.bfloat16)
+    model = retrofit(base, tiny_config())
+    open_gates(model)
+    out = model(torch.randint(0, 128, (1, 70)))
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.logits.float()).all()
+    assert out.memory_state.layers[0].weights[0].dtype == torch.float32
+    assert all(p.dtype == torch.float32 for p in model.adapter_parameters().values())
+
+
+def test_default_config_keeps_identity():
+    config = TitansConfig()
+    assert config.persistent_tokens == 0 and config.overlap == 0

@@ -1,0 +1,23 @@
+"""titans-adapter: give a frozen open-weight LLM a Titans long-term neural memory."""
+
+from .config import ConfigError, TitansConfig
+from .memory import LayerMemoryState, NeuralMemory
+from .models import ModelLoadError, UnsupportedModelError, load_base_model
+from .retrofit import AdapterError, TitansModel, TitansOutput, load_adapter, retrofit
+from .state import MemoryState
+
+__all__ = [
+    "AdapterError",
+    "ConfigError",
+    "LayerMemoryState",
+    "MemoryState",
+    "ModelLoadError",
+    "NeuralMemory",
+    "TitansConfig",
+    "TitansModel",
+    "TitansOutput",
+    "UnsupportedModelError",
+    "load_adapter",
+    "load_base_model",
+    "retrofit",
+]

@@ -1,0 +1,261 @@
+"""The Titans neural memory: a per-head MLP whose weights are trained by gradient descent at test time.
+
+Math (DESIGN.md §4), per head, with chunks of c tokens:
+    M_W(k) = k + W_L act(... act(W_1 k))                     residual MLP memory
+    l_t(W) = || M_W(k_t) - v_t ||^2                          associative loss
+    G_j    = sum_{t in chunk j} theta_t grad l_t(W_j)         all gradients at the chunk's start weights
+    S_{j+1} = eta_j S_j - clip(G_j)                           surprise with momentum
+    W_{j+1} = (1 - alpha_j) W_j + S_{j+1}                     forgetting
+    y_t    = M_{W_j}(q_t)                                     retrieval, strictly causal
+theta_t is per token; eta_j and alpha_j are per chunk (sigmoid of the chunk's mean gate logit).
+G_j is computed in closed form with a handful of batched matmuls, so the outer autograd can
+differentiate through the inner updates without double backward. All memory math runs in fp32.
+
+With refresh_every = r > 1, reads and gradients use the weights of the last refresh point (every r
+chunks) while the momentum/forgetting recurrence still runs per chunk: cheaper, less expressive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .config import TitansConfig
+
+
+def silu_grad(z: Tensor) -> Tensor:
+    """d/dz of z * sigmoid(z), written with differentiable ops."""
+    s = torch.sigmoid(z)
+    return s * (1 + z * (1 - s))
+
+
+def mlp_forward(weights: list[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """Residual MLP memory. weights[i]: (..., d_in, d_out); x: (..., rows, head_dim).
+
+    Returns the output and what the closed-form backward needs: pre-activations and layer inputs.
+    """
+    pre_acts: list[Tensor] = []
+    inputs = [x]
+    a = x
+    for i, w in enumerate(weights):
+        z = a @ w
+        if i < len(weights) - 1:
+            pre_acts.append(z)
+            a = F.silu(z)
+            inputs.append(a)
+    return x + z, pre_acts, inputs
+
+
+def mlp_weight_grads(weights: list[Tensor], pre_acts: list[Tensor], inputs: list[Tensor], err: Tensor) -> list[Tensor]:
+    """Gradients of sum_rows <err, M(x)> w.r.t. each weight, given err = dLoss/dM(x): (..., rows, head_dim)."""
+    grads: list[Tensor] = [err] * len(weights)
+    delta = err
+    for i in reversed(range(len(weights))):
+        grads[i] = inputs[i].transpose(-1, -2) @ delta
+        if i > 0:
+            delta = (delta @ weights[i].transpose(-1, -2)) * silu_grad(pre_acts[i - 1])
+    return grads
+
+
+@dataclass
+class LayerMemoryState:
+    """What one memory layer carries between calls, for a batch of B streams.
+
+    weights, momentum: per MLP layer, (B, H, d_in, d_out) fp32; read_weights: the weights reads and
+    gradients use (the same list unless refresh_every > 1). pending_*: tokens of the unfinished chunk,
+    written when it fills: keys/values (B, H, p, head_dim), theta (B, H, p), gate_logits (B, H, p, 2).
+    """
+
+    weights: list[Tensor]
+    momentum: list[Tensor]
+    read_weights: list[Tensor]
+    pending_keys: Tensor
+    pending_values: Tensor
+    pending_theta: Tensor
+    pending_gate_logits: Tensor
+    chunks_written: int = 0
+
+    def tensors(self) -> dict[str, Tensor]:
+        """Flat name -> tensor view, for saving and for detaching."""
+        out: dict[str, Tensor] = {}
+        for name in ("weights", "momentum", "read_weights"):
+            for i, t in enumerate(getattr(self, name)):
+                out[f"{name}.{i}"] = t
+        for f in fields(self):
+            if f.name.startswith("pending_"):
+                out[f.name] = getattr(self, f.name)
+        return out
+
+    def map(self, fn) -> LayerMemoryState:
+        """A new state with fn applied to every tensor."""
+        return LayerMemoryState(
+            weights=[fn(t) for t in self.weights],
+            momentum=[fn(t) for t in self.momentum],
+            read_weights=[fn(t) for t in self.read_weights],
+            pending_keys=fn(self.pending_keys),
+            pending_values=fn(self.pending_values),
+            pending_theta=fn(self.pending_theta),
+            pending_gate_logits=fn(self.pending_gate_logits),
+            chunks_written=self.chunks_written,
+        )
+
+    def detach(self) -> LayerMemoryState:
+        return self.map(lambda t: t.detach())
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, Tensor], depth: int, chunks_written: int) -> LayerMemoryState:
+        lists = {name: [tensors[f"{name}.{i}"] for i in range(depth)] for name in ("weights", "momentum", "read_weights")}
+        pending = {name: tensors[name] for name in ("pending_keys", "pending_values", "pending_theta", "pending_gate_logits")}
+        return cls(**lists, **pending, chunks_written=chunks_written)
+
+
+class NeuralMemory(nn.Module):
+    """Multi-head Titans memory over input features x: (B, T, dim).
+
+    forward(x, state) retrieves for every token with the weights its chunk may see, writes every
+    completed chunk, and returns (retrieved (B, T, num_heads * head_dim), new state).
+    """
+
+    def __init__(self, dim: int, config: TitansConfig) -> None:
+        super().__init__()
+        self.config = config
+        heads, head_dim, hidden = config.num_heads, config.head_dim, config.memory_hidden
+        self.to_qkv = nn.Linear(dim, 3 * heads * head_dim, bias=False)
+        # Gate logits per head and token: theta (learning rate), eta (momentum), alpha (forget).
+        self.to_gates = nn.Linear(dim, 3 * heads)
+        with torch.no_grad():
+            self.to_gates.weight.normal_(std=0.02)
+            bias = self.to_gates.bias.view(3, heads)
+            bias[0].fill_(config.theta_bias_init)
+            bias[1].fill_(config.momentum_bias_init)
+            bias[2].fill_(config.forget_bias_init)
+        dims = [head_dim] + [hidden] * (config.memory_depth - 1) + [head_dim]
+        self.initial_weights = nn.ParameterList(
+            nn.Parameter(torch.randn(heads, d_in, d_out) / d_in**0.5) for d_in, d_out in zip(dims[:-1], dims[1:])
+        )
+
+    # ----- state -----------------------------------------------------------------------------
+    def initial_state(self, batch_size: int, device: torch.device | None = None) -> LayerMemoryState:
+        """Fresh state: the learned initial weights (kept in the graph), zero momentum, nothing pending."""
+        cfg = self.config
+        device = device or self.initial_weights[0].device
+        weights = [w.float().unsqueeze(0).expand(batch_size, *w.shape) for w in self.initial_weights]
+        empty = torch.zeros(batch_size, cfg.num_heads, 0, cfg.head_dim, device=device)
+        return LayerMemoryState(
+            weights=weights,
+            momentum=[torch.zeros_like(w) for w in weights],
+            read_weights=weights,
+            pending_keys=empty,
+            pending_values=empty,
+            pending_theta=torch.zeros(batch_size, cfg.num_heads, 0, device=device),
+            pending_gate_logits=torch.zeros(batch_size, cfg.num_heads, 0, 2, device=device),
+        )
+
+    # ----- projections -------------------------------------------------------------------------
+    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """x (B, T, dim) -> q, k, v (B, H, T, head_dim) L2-normalized; theta (B, H, T); gate logits (B, H, T, 2)."""
+        cfg = self.config
+        B, T, _ = x.shape
+        qkv = self.to_qkv(x).view(B, T, 3, cfg.num_heads, cfg.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = (F.normalize(t, dim=-1) for t in qkv)
+        gates = self.to_gates(x).view(B, T, 3, cfg.num_heads).permute(0, 3, 1, 2)  # (B, H, T, 3)
+        theta = cfg.theta_max * torch.sigmoid(gates[..., 0])
+        return q, k, v, theta, gates[..., 1:]
+
+    # ----- read / write ------------------------------------------------------------------------
+    @staticmethod
+    def read(weights: list[Tensor], queries: Tensor) -> Tensor:
+        """Retrieve M_W(q) without changing W. weights (B, H, ...); queries (B, H, rows, head_dim)."""
+        return mlp_forward(weights, queries)[0]
+
+    def chunk_update(self, weights: list[Tensor], keys: Tensor, values: Tensor, theta: Tensor) -> list[Tensor]:
+        """Clipped surprise G of n chunks at the same weights.
+
+        weights (B, H, d_in, d_out); keys/values (B, H, n, c, head_dim); theta (B, H, n, c).
+        Returns per weight (B, H, n, d_in, d_out): sum_t theta_t grad l_t, its per-head norm bounded.
+        """
+        expanded = [w.unsqueeze(2) for w in weights]
+        out, pre_acts, inputs = mlp_forward(expanded, keys)
+        err = 2 * (out - values) * theta.unsqueeze(-1)
+        grads = mlp_weight_grads(expanded, pre_acts, inputs, err)
+        norm = torch.sqrt(sum(g.pow(2).sum(dim=(-1, -2)) for g in grads) + 1e-12)  # (B, H, n)
+        scale = (self.config.max_update_norm / norm).clamp(max=1.0)[..., None, None]
+        return [g * scale for g in grads]
+
+    def momentum_and_forget(self, gate_logits: Tensor) -> tuple[Tensor, Tensor]:
+        """gate_logits (B, H, n, c, 2) -> eta, alpha per chunk (B, H, n), each in (0, 1) or 0 when switched off."""
+        mean = gate_logits.mean(dim=3)
+        eta = torch.sigmoid(mean[..., 0]) if self.config.use_momentum else torch.zeros_like(mean[..., 0])
+        alpha = torch.sigmoid(mean[..., 1]) if self.config.use_forget else torch.zeros_like(mean[..., 1])
+        return eta, alpha
+
+    def write_chunks(
+        self, state: LayerMemoryState, keys: Tensor, values: Tensor, theta: Tensor, gate_logits: Tensor
+    ) -> LayerMemoryState:
+        """Write n full chunks that all read state.read_weights (n <= chunks left before the next refresh)."""
+        updates = self.chunk_update(state.read_weights, keys, values, theta)
+        eta, alpha = self.momentum_and_forget(gate_logits)
+        weights, momentum = state.weights, state.momentum
+        for j in range(keys.shape[2]):
+            e = eta[:, :, j, None, None]
+            a = alpha[:, :, j, None, None]
+            momentum = [e * s - u[:, :, j] for s, u in zip(momentum, updates)]
+            weights = [(1 - a) * w + s for w, s in zip(weights, momentum)]
+        chunks_written = state.chunks_written + keys.shape[2]
+        refreshed = chunks_written % self.config.refresh_every == 0
+        return LayerMemoryState(
+            weights=weights,
+            momentum=momentum,
+            read_weights=weights if refreshed else state.read_weights,
+            pending_keys=state.pending_keys[:, :, :0],
+            pending_values=state.pending_values[:, :, :0],
+            pending_theta=state.pending_theta[:, :, :0],
+            pending_gate_logits=state.pending_gate_logits[:, :, :0],
+            chunks_written=chunks_written,
+        )
+
+    def forward(self, x: Tensor, state: LayerMemoryState, token_mask: Tensor | None = None) -> tuple[Tensor, LayerMemoryState]:
+        """x (B, T, dim) -> retrieved (B, T, H * head_dim) and the state after writing every full chunk.
+
+        token_mask (B, T), optional: 0 marks padding, which is neither written nor counted.
+        """
+        cfg = self.config
+        B, T, _ = x.shape
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            q, k, v, theta, gate_logits = self.project(x.float())
+            if token_mask is not None:
+                theta = theta * token_mask[:, None, :].to(theta.dtype)
+            # The stream so far: pending tokens of the unfinished chunk, then the new ones.
+            p = state.pending_keys.shape[2]
+            keys = torch.cat([state.pending_keys, k], dim=2)
+            values = torch.cat([state.pending_values, v], dim=2)
+            thetas = torch.cat([state.pending_theta, theta], dim=2)
+            logits = torch.cat([state.pending_gate_logits, gate_logits], dim=2)
+            total, c, r = p + T, cfg.chunk_size, cfg.refresh_every
+            reads: list[Tensor] = []
+            start = 0  # position in the stream of pending + new tokens
+            while start + c <= total:
+                # Full chunks that share read weights: up to the next refresh point.
+                n = min((total - start) // c, r - state.chunks_written % r)
+                end = start + n * c
+                new_from = max(start, p)
+                reads.append(self.read(state.read_weights, q[:, :, new_from - p : end - p]))
+                chunks = [t[:, :, start:end].unflatten(2, (n, c)) for t in (keys, values, thetas, logits)]
+                state = self.write_chunks(state, *chunks)
+                start = end
+            # Leftover tokens read the current weights and wait for their chunk to fill.
+            new_from = max(start, p)
+            if new_from < total:
+                reads.append(self.read(state.read_weights, q[:, :, new_from - p :]))
+            state = replace(
+                state,
+                pending_keys=keys[:, :, start:],
+                pending_values=values[:, :, start:],
+                pending_theta=thetas[:, :, start:],
+                pending_gate_logits=logits[:, :, start:],
+            )
+            retrieved = torch.cat(reads, dim=2) if reads else q[:, :, :0]  # (B, H, T, head_dim)
+        return retrieved.transpose(1, 2).reshape(B, T, cfg.num_heads * cfg.head_dim), state

@@ -1,0 +1,368 @@
+"""The retrofit: a frozen causal LM read window by window, with Titans memory side branches.
+
+At each configured decoder layer a forward hook adds  h <- h + g * W_o(M(q(norm(h))))  to the layer's
+output, where M is the layer's NeuralMemory (read with the weights its chunk may see, then written
+with the same tokens) and g a per-channel gate initialized to zero, so the retrofitted model starts
+exactly at the base model. The base module tree is not changed; hooks pass through when no
+TitansModel call is running, and `unload()` removes them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+from transformers import DynamicCache, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from .config import ConfigError, TitansConfig
+from .memory import LayerMemoryState, NeuralMemory
+from .models import check_supported
+from .state import MemoryState
+
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+ADAPTER_FORMAT = "titans-adapter"
+ADAPTER_FORMAT_VERSION = 1
+
+
+class AdapterError(ValueError):
+    """An adapter directory is missing, corrupt, or belongs to another base model."""
+
+
+@dataclass
+class TitansOutput(ModelOutput):
+    """loss (mean next-token cross-entropy when labels are given), logits (B, T, vocab), memory_state."""
+
+    loss: Tensor | None = None
+    logits: Tensor | None = None
+    memory_state: MemoryState | None = None
+
+
+class MemoryBranch(nn.Module):
+    """The side branch of one decoder layer: norm -> neural memory -> output projection -> zero-init gate."""
+
+    def __init__(self, hidden_size: int, config: TitansConfig, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(hidden_size, eps=eps)
+        self.memory = NeuralMemory(hidden_size, config)
+        self.out_proj = nn.Linear(config.num_heads * config.head_dim, hidden_size, bias=False)
+        self.gate = nn.Parameter(torch.zeros(hidden_size))
+
+    def forward(self, hidden: Tensor, state: LayerMemoryState) -> tuple[Tensor, LayerMemoryState]:
+        """hidden (B, T, hidden_size) -> hidden plus the gated retrieval, and the written state."""
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            retrieved, state = self.memory(self.norm(hidden.float()), state)
+            delta = self.gate * self.out_proj(retrieved)
+        return hidden + delta.to(hidden.dtype), state
+
+
+@dataclass
+class _Run:
+    """The memory states a running forward pass reads and writes; `skip` leading positions are prefix."""
+
+    states: dict[int, LayerMemoryState]
+    skip: int
+
+
+def base_identity(base: PreTrainedModel) -> dict[str, Any]:
+    """What an adapter records about its base, and checks at load."""
+    config = base.config
+    return {
+        "name_or_path": str(config.name_or_path),
+        "model_type": config.model_type,
+        "hidden_size": config.hidden_size,
+        "num_hidden_layers": config.num_hidden_layers,
+        "vocab_size": config.vocab_size,
+    }
+
+
+class TitansModel(nn.Module):
+    """A frozen base causal LM plus Titans memory branches; reads inputs of any length window by window."""
+
+    def __init__(self, base: PreTrainedModel, config: TitansConfig) -> None:
+        super().__init__()
+        check_supported(base)
+        num_layers = base.config.num_hidden_layers
+        if max(config.layers) >= num_layers:
+            raise ConfigError(
+                f"layers {config.layers} out of range: the base model has {num_layers} decoder layers (0..{num_layers - 1})."
+            )
+        if getattr(base, "_titans_retrofitted", False):
+            raise ValueError("This base model is already retrofitted; call unload() on the TitansModel first.")
+        self.base = base
+        self.config = config
+        base.requires_grad_(False)
+        hidden = base.config.hidden_size
+        eps = getattr(base.config, "rms_norm_eps", 1e-5)
+        device = base.get_input_embeddings().weight.device
+        self.memories = nn.ModuleDict({str(i): MemoryBranch(hidden, config, eps) for i in config.layers}).to(device)
+        self.persistent = None
+        if config.persistent_tokens:
+            std = base.get_input_embeddings().weight.float().std().item()
+            self.persistent = nn.Parameter(torch.randn(config.persistent_tokens, hidden, device=device) * std)
+        self._run: _Run | None = None
+        self._hooks = [base.model.layers[i].register_forward_hook(self._make_hook(i)) for i in config.layers]
+        for i in config.layers:  # a recomputed (checkpointed) layer would write its memory twice
+            base.model.layers[i].gradient_checkpointing = False
+        base._titans_retrofitted = True
+
+    # ----- plumbing -----------------------------------------------------------------------------
+    def _make_hook(self, layer: int):
+        def hook(module: nn.Module, args: tuple, output: Any) -> Any:
+            run = self._run
+            if run is None:
+                return None
+            hidden = output[0] if isinstance(output, tuple) else output
+            prefix, tokens = hidden[:, : run.skip], hidden[:, run.skip :]
+            if tokens.shape[1] == 0:
+                return None
+            tokens, run.states[layer] = self.memories[str(layer)](tokens, run.states[layer])
+            hidden = torch.cat([prefix, tokens], dim=1)
+            return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
+
+        return hook
+
+    def unload(self) -> PreTrainedModel:
+        """Remove the hooks and return the untouched base model."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+        self.base._titans_retrofitted = False
+        return self.base
+
+    @property
+    def device(self) -> torch.device:
+        return self.base.get_input_embeddings().weight.device
+
+    def adapter_parameters(self) -> dict[str, nn.Parameter]:
+        """The trainable parameters (the adapter), by name."""
+        return {n: p for n, p in self.named_parameters() if not n.startswith("base.")}
+
+    def adapter_state_dict(self) -> dict[str, Tensor]:
+        return {n: p.detach().contiguous() for n, p in self.adapter_parameters().items()}
+
+    def gate_parameter_names(self) -> list[str]:
+        """Gate parameters (inner-loop gates and output gates): train them with their own, higher LR."""
+        return [n for n in self.adapter_parameters() if n.endswith(".gate") or ".to_gates." in n]
+
+    def parameter_counts(self) -> dict[str, int]:
+        trainable = sum(p.numel() for p in self.adapter_parameters().values())
+        base = sum(p.numel() for p in self.base.parameters())
+        return {"trainable": trainable, "base": base, "total": trainable + base}
+
+    def init_memory_state(self, batch_size: int) -> MemoryState:
+        """A fresh stream: every memory at its learned initial weights, nothing read."""
+        layers = {i: self.memories[str(i)].memory.initial_state(batch_size, self.device) for i in self.config.layers}
+        return MemoryState(layers=layers, window=self.config.window)
+
+    # ----- forward ------------------------------------------------------------------------------
+    def _window_prefix(self, state: MemoryState, batch_size: int, dtype: torch.dtype) -> Tensor | None:
+        """Embeddings put before a new window's tokens: persistent tokens, then the overlap re-read."""
+        parts = []
+        if self.persistent is not None:
+            parts.append(self.persistent.to(dtype).unsqueeze(0).expand(batch_size, -1, -1))
+        if self.config.overlap and state.recent_ids is not None and state.tokens_seen > 0:
+            parts.append(self.base.get_input_embeddings()(state.recent_ids))
+        return torch.cat(parts, dim=1) if parts else None
+
+    def _read_piece(self, ids: Tensor, state: MemoryState) -> tuple[Tensor, MemoryState]:
+        """Read tokens that all fall in the current window. ids (B, n) -> logits (B, n, vocab)."""
+        embeds = self.base.get_input_embeddings()(ids)
+        cache = state.cache
+        skip = 0
+        if state.window_pos == 0:
+            cache = DynamicCache(config=self.base.config)
+            prefix = self._window_prefix(state, ids.shape[0], embeds.dtype)
+            if prefix is not None:
+                skip = prefix.shape[1]
+                embeds = torch.cat([prefix, embeds], dim=1)
+        past = cache.get_seq_length()
+        positions = torch.arange(past, past + embeds.shape[1], device=ids.device).unsqueeze(0)
+        run = _Run(states=dict(state.layers), skip=skip)
+        self._run = run
+        try:
+            out = self.base(inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True)
+        finally:
+            self._run = None
+        tokens_seen = state.tokens_seen + ids.shape[1]
+        recent = state.recent_ids
+        if self.config.overlap:
+            recent = ids if recent is None else torch.cat([recent, ids], dim=1)
+            recent = recent[:, -self.config.overlap :]
+        window_done = tokens_seen % self.config.window == 0
+        new_state = MemoryState(
+            layers=run.states,
+            tokens_seen=tokens_seen,
+            cache=None if window_done else cache,
+            recent_ids=recent,
+            window=self.config.window,
+        )
+        windows_done = tokens_seen // self.config.window
+        if window_done and self.config.truncate_bptt and windows_done % self.config.truncate_bptt == 0:
+            new_state = new_state.detach()
+        return out.logits[:, skip:], new_state
+
+    def forward(
+        self,
+        input_ids: Tensor,
+        labels: Tensor | None = None,
+        memory_state: MemoryState | None = None,
+        attention_mask: Tensor | None = None,
+        return_logits: bool = True,
+    ) -> TitansOutput:
+        """Read input_ids (B, T), any T >= 1, window by window, continuing memory_state if given.
+
+        labels (B, T) use the transformers convention: shifted inside the call, -100 ignored.
+        return_logits=False keeps only the loss (saves vocab x T floats on long inputs).
+        """
+        input_ids = self._check_input(input_ids, attention_mask)
+        state = memory_state if memory_state is not None else self.init_memory_state(input_ids.shape[0])
+        if state.batch_size != input_ids.shape[0]:
+            raise ValueError(f"memory_state holds {state.batch_size} streams but input_ids has batch size {input_ids.shape[0]}.")
+        if labels is not None and labels.shape != input_ids.shape:
+            raise ValueError(f"labels shape {tuple(labels.shape)} differs from input_ids shape {tuple(input_ids.shape)}.")
+        logits_parts: list[Tensor] = []
+        loss_sum = torch.zeros((), device=input_ids.device)
+        loss_count = 0
+        start, total = 0, input_ids.shape[1]
+        while start < total:
+            n = min(total - start, self.config.window - state.window_pos)
+            logits, state = self._read_piece(input_ids[:, start : start + n], state)
+            if labels is not None:
+                targets = labels[:, start + 1 : start + n + 1]
+                piece_logits = logits[:, : targets.shape[1]].float()
+                loss_sum = loss_sum + F.cross_entropy(
+                    piece_logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
+                )
+                loss_count += int((targets != -100).sum())
+            if return_logits:
+                logits_parts.append(logits)
+            start += n
+        loss = loss_sum / max(loss_count, 1) if labels is not None else None
+        logits = torch.cat(logits_parts, dim=1) if return_logits else None
+        return TitansOutput(loss=loss, logits=logits, memory_state=state)
+
+    def _check_input(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
+        if not isinstance(input_ids, Tensor):
+            raise TypeError(f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}.")
+        if input_ids.dim() == 1:
+            input_ids = input_ids.unsqueeze(0)
+        if input_ids.dim() != 2 or input_ids.numel() == 0:
+            raise ValueError(f"input_ids must be a non-empty (batch, length) tensor, got shape {tuple(input_ids.shape)}.")
+        if input_ids.dtype not in (torch.long, torch.int32, torch.int64):
+            raise TypeError(f"input_ids must hold integer token ids, got {input_ids.dtype}.")
+        if attention_mask is not None and not bool(attention_mask.bool().all()):
+            raise ValueError("Padded batches are not read by forward(); pass unpadded sequences (generate() handles padding).")
+        return input_ids.to(self.device)
+
+    # ----- adapter files ------------------------------------------------------------------------
+    def save_adapter(self, path: str | os.PathLike) -> Path:
+        """Write adapter_config.json + adapter_model.safetensors; a crash never leaves a half-written dir."""
+        path = Path(path)
+        meta = {
+            "format": ADAPTER_FORMAT,
+            "format_version": ADAPTER_FORMAT_VERSION,
+            "titans_config": self.config.to_dict(),
+            "base_model": base_identity(self.base),
+        }
+        write_dir_atomically(
+            path,
+            {
+                ADAPTER_CONFIG: lambda p: p.write_text(json.dumps(meta, indent=2)),
+                ADAPTER_WEIGHTS: lambda p: save_file(self.adapter_state_dict(), str(p), metadata={"format": ADAPTER_FORMAT}),
+            },
+        )
+        return path
+
+
+def write_dir_atomically(path: Path, writers: dict[str, Any]) -> None:
+    """Write files into a temporary sibling directory, then swap it in place of `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.parent))
+    try:
+        for name, write in writers.items():
+            write(tmp / name)
+        old = None
+        if path.exists():
+            old = path.with_name(f".{path.name}.old-{os.getpid()}")
+            os.replace(path, old)
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def retrofit(base: PreTrainedModel, config: TitansConfig | None = None) -> TitansModel:
+    """Freeze `base` and give it Titans memory branches. At init its outputs equal the base's."""
+    return TitansModel(base, config or TitansConfig())
+
+
+def read_adapter_config(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse and validate an adapter directory's adapter_config.json."""
+    path = Path(path)
+    config_file = path / ADAPTER_CONFIG
+    if not path.is_dir() or not config_file.is_file():
+        raise AdapterError(f"'{path}' is not an adapter directory: {ADAPTER_CONFIG} not found.")
+    try:
+        meta = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"Corrupt {config_file}: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != ADAPTER_FORMAT:
+        raise AdapterError(f"{config_file} is not a titans-adapter config (missing format '{ADAPTER_FORMAT}').")
+    if meta.get("format_version", 0) > ADAPTER_FORMAT_VERSION:
+        raise AdapterError(
+            f"{config_file} has format version {meta['format_version']}; this library reads up to {ADAPTER_FORMAT_VERSION}."
+        )
+    return meta
+
+
+def check_base_matches(recorded: dict[str, Any], base: PreTrainedModel, what: str) -> None:
+    """Refuse a file made for a base of another shape (the name alone may differ: local path vs hub id)."""
+    actual = base_identity(base)
+    mismatched = [k for k in ("model_type", "hidden_size", "num_hidden_layers", "vocab_size") if recorded.get(k) != actual[k]]
+    if mismatched:
+        details = ", ".join(f"{k}: {recorded.get(k)} vs {actual[k]}" for k in mismatched)
+        raise AdapterError(
+            f"This {what} was made for base '{recorded.get('name_or_path')}' and does not fit the given base "
+            f"'{actual['name_or_path']}' ({details})."
+        )
+
+
+def load_adapter(base: PreTrainedModel, path: str | os.PathLike) -> TitansModel:
+    """Retrofit `base` with the adapter saved in `path`, after checking it was made for this base."""
+    meta = read_adapter_config(path)
+    check_base_matches(meta.get("base_model", {}), base, "adapter")
+    try:
+        config = TitansConfig.from_dict(meta["titans_config"])
+    except (KeyError, TypeError, ConfigError) as exc:
+        raise AdapterError(f"Invalid titans_config in {Path(path) / ADAPTER_CONFIG}: {exc}") from exc
+    weights_file = Path(path) / ADAPTER_WEIGHTS
+    try:
+        weights = load_file(str(weights_file))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise AdapterError(f"Corrupt or truncated adapter weights {weights_file}: {exc}") from exc
+    model = retrofit(base, config)
+    expected = model.adapter_state_dict()
+    missing = sorted(set(expected) - set(weights))
+    unexpected = sorted(set(weights) - set(expected))
+    wrong = [k for k in expected if k in weights and weights[k].shape != expected[k].shape]
+    if missing or unexpected or wrong:
+        model.unload()
+        raise AdapterError(
+            f"Adapter weights in {weights_file} do not match its config: missing {missing[:5]}, unexpected {unexpected[:5]}, wrong shape {wrong[:5]}."
+        )
+    model.load_state_dict(weights, strict=False)
+    return model
