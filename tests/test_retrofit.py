@@ -132,3 +132,28 @@ def test_bf16_base_keeps_memory_in_fp32():
 def test_default_config_keeps_identity():
     config = TitansConfig()
     assert config.persistent_tokens == 0 and config.overlap == 0
+
+
+def test_reading_without_logits_skips_upper_layers_but_writes_the_same_memory(tiny_base):
+    model = retrofit(tiny_base, tiny_config(layers=[0]))
+    open_gates(model)
+    ids = torch.randint(0, 128, (1, 100))
+    labels = torch.full_like(ids, -100)
+    labels[:, 70:] = ids[:, 70:]  # loss only in the last windows
+    calls = []
+    handle = tiny_base.model.layers[1].register_forward_hook(lambda *a: calls.append(1))
+    with torch.no_grad():
+        full = model(ids, labels=labels)
+        n_full = len(calls)
+        lean = model(ids, labels=labels, return_logits=False)
+    handle.remove()
+    assert lean.logits is None and len(calls) - n_full < n_full  # layer 1 skipped for label-free windows
+    torch.testing.assert_close(lean.loss, full.loss, rtol=1e-6, atol=1e-6)
+    for a, b in zip(lean.memory_state.layers[0].weights, full.memory_state.layers[0].weights):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    # continuing after a lean read gives the same logits as continuing after a full one
+    more = torch.randint(0, 128, (1, 20))
+    with torch.no_grad():
+        a = model(more, memory_state=lean.memory_state).logits
+        b = model(more, memory_state=full.memory_state).logits
+    torch.testing.assert_close(a, b, rtol=0, atol=0)

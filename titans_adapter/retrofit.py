@@ -69,10 +69,19 @@ class MemoryBranch(nn.Module):
 
 @dataclass
 class _Run:
-    """The memory states a running forward pass reads and writes; `skip` leading positions are prefix."""
+    """The memory states a running forward pass reads and writes; `skip` leading positions are prefix.
+
+    stop_after: a layer index after whose memory branch the pass stops (no logits are needed and the
+    window's KV cache will not be used again), so the layers above it never run.
+    """
 
     states: dict[int, LayerMemoryState]
     skip: int
+    stop_after: int | None = None
+
+
+class _StopForward(Exception):
+    """Raised by the top memory hook to end a forward pass whose remaining layers are not needed."""
 
 
 def base_identity(base: PreTrainedModel) -> dict[str, Any]:
@@ -128,6 +137,8 @@ class TitansModel(nn.Module):
             if tokens.shape[1] == 0:
                 return None
             tokens, run.states[layer] = self.memories[str(layer)](tokens, run.states[layer])
+            if run.stop_after == layer:
+                raise _StopForward
             hidden = torch.cat([prefix, tokens], dim=1)
             return (hidden, *output[1:]) if isinstance(output, tuple) else hidden
 
@@ -176,8 +187,12 @@ class TitansModel(nn.Module):
             parts.append(self.base.get_input_embeddings()(state.recent_ids))
         return torch.cat(parts, dim=1) if parts else None
 
-    def _read_piece(self, ids: Tensor, state: MemoryState) -> tuple[Tensor, MemoryState]:
-        """Read tokens that all fall in the current window. ids (B, n) -> logits (B, n, vocab)."""
+    def _read_piece(self, ids: Tensor, state: MemoryState, need_logits: bool = True) -> tuple[Tensor | None, MemoryState]:
+        """Read tokens that all fall in the current window. ids (B, n) -> logits (B, n, vocab).
+
+        With need_logits False and the window finished by this piece, only the layers up to the top
+        memory layer run (they are all the memory needs) and the logits are None.
+        """
         embeds = self.base.get_input_embeddings()(ids)
         cache = state.cache
         skip = 0
@@ -189,18 +204,22 @@ class TitansModel(nn.Module):
                 embeds = torch.cat([prefix, embeds], dim=1)
         past = cache.get_seq_length()
         positions = torch.arange(past, past + embeds.shape[1], device=ids.device).unsqueeze(0)
-        run = _Run(states=dict(state.layers), skip=skip)
+        tokens_seen = state.tokens_seen + ids.shape[1]
+        window_done = tokens_seen % self.config.window == 0
+        stop_after = max(self.config.layers) if window_done and not need_logits else None
+        run = _Run(states=dict(state.layers), skip=skip, stop_after=stop_after)
         self._run = run
+        logits = None
         try:
-            out = self.base(inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True)
+            logits = self.base(inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True).logits[:, skip:]
+        except _StopForward:
+            pass
         finally:
             self._run = None
-        tokens_seen = state.tokens_seen + ids.shape[1]
         recent = state.recent_ids
         if self.config.overlap:
             recent = ids if recent is None else torch.cat([recent, ids], dim=1)
             recent = recent[:, -self.config.overlap :]
-        window_done = tokens_seen % self.config.window == 0
         new_state = MemoryState(
             layers=run.states,
             tokens_seen=tokens_seen,
@@ -211,7 +230,7 @@ class TitansModel(nn.Module):
         windows_done = tokens_seen // self.config.window
         if window_done and self.config.truncate_bptt and windows_done % self.config.truncate_bptt == 0:
             new_state = new_state.detach()
-        return out.logits[:, skip:], new_state
+        return logits, new_state
 
     def forward(
         self,
@@ -224,7 +243,8 @@ class TitansModel(nn.Module):
         """Read input_ids (B, T), any T >= 1, window by window, continuing memory_state if given.
 
         labels (B, T) use the transformers convention: shifted inside the call, -100 ignored.
-        return_logits=False keeps only the loss (saves vocab x T floats on long inputs).
+        return_logits=False keeps only the loss (saves vocab x T floats on long inputs); then windows
+        without any label are read only up to the top memory layer (much cheaper: what memorizing needs).
         """
         input_ids = self._check_input(input_ids, attention_mask)
         state = memory_state if memory_state is not None else self.init_memory_state(input_ids.shape[0])
@@ -238,9 +258,10 @@ class TitansModel(nn.Module):
         start, total = 0, input_ids.shape[1]
         while start < total:
             n = min(total - start, self.config.window - state.window_pos)
-            logits, state = self._read_piece(input_ids[:, start : start + n], state)
-            if labels is not None:
-                targets = labels[:, start + 1 : start + n + 1]
+            targets = labels[:, start + 1 : start + n + 1] if labels is not None else None
+            has_targets = targets is not None and bool((targets != -100).any())
+            logits, state = self._read_piece(input_ids[:, start : start + n], state, return_logits or has_targets)
+            if has_targets:
                 piece_logits = logits[:, : targets.shape[1]].float()
                 loss_sum = loss_sum + F.cross_entropy(
                     piece_logits.flatten(0, 1), targets.flatten(), ignore_index=-100, reduction="sum"
