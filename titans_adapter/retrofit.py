@@ -9,6 +9,7 @@ TitansModel call is running, and `unload()` removes them.
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import shutil
@@ -121,6 +122,8 @@ class TitansModel(nn.Module):
             std = base.get_input_embeddings().weight.float().std().item()
             self.persistent = nn.Parameter(torch.randn(config.persistent_tokens, hidden, device=device) * std)
         self._run: _Run | None = None
+        # transformers renamed `past_key_values` to `cache` in 5.x; accept either.
+        self._cache_kwarg = "cache" if "cache" in inspect.signature(base.forward).parameters else "past_key_values"
         self._hooks = [base.model.layers[i].register_forward_hook(self._make_hook(i)) for i in config.layers]
         for i in config.layers:  # a recomputed (checkpointed) layer would write its memory twice
             base.model.layers[i].gradient_checkpointing = False
@@ -211,7 +214,8 @@ class TitansModel(nn.Module):
         self._run = run
         logits = None
         try:
-            logits = self.base(inputs_embeds=embeds, position_ids=positions, cache=cache, use_cache=True).logits[:, skip:]
+            kwargs = {self._cache_kwarg: cache}
+            logits = self.base(inputs_embeds=embeds, position_ids=positions, use_cache=True, **kwargs).logits[:, skip:]
         except _StopForward:
             pass
         finally:
