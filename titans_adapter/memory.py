@@ -198,13 +198,19 @@ class NeuralMemory(nn.Module):
         """Write n full chunks that all read state.read_weights (n <= chunks left before the next refresh)."""
         updates = self.chunk_update(state.read_weights, keys, values, theta)
         eta, alpha = self.momentum_and_forget(gate_logits)
+        return self._apply_updates(state, updates, eta, alpha)
+
+    def _apply_updates(self, state: LayerMemoryState, updates: list[Tensor], eta: Tensor, alpha: Tensor) -> LayerMemoryState:
+        """Run momentum and forgetting over n chunks. updates[i] (B, H, n, d_in, d_out); eta, alpha (B, H, n)."""
+        n = eta.shape[2]
         weights, momentum = state.weights, state.momentum
-        for j in range(keys.shape[2]):
-            e = eta[:, :, j, None, None]
-            a = alpha[:, :, j, None, None]
-            momentum = [e * s - u[:, :, j] for s, u in zip(momentum, updates)]
-            weights = [(1 - a) * w + s for w, s in zip(weights, momentum)]
-        chunks_written = state.chunks_written + keys.shape[2]
+        etas, keeps = eta[..., None, None].unbind(2), (1 - alpha)[..., None, None].unbind(2)  # n x (B, H, 1, 1)
+        per_chunk = [u.unbind(2) for u in updates] if n > 1 else [[u.squeeze(2)] for u in updates]
+        for j in range(n):
+            # S <- eta S - u;  W <- (1 - alpha) W + S
+            momentum = [torch.addcmul(-u[j], etas[j], s) for s, u in zip(momentum, per_chunk)]
+            weights = [torch.addcmul(s, keeps[j], w) for w, s in zip(weights, momentum)]
+        chunks_written = state.chunks_written + n
         refreshed = chunks_written % self.config.refresh_every == 0
         return LayerMemoryState(
             weights=weights,
@@ -217,6 +223,28 @@ class NeuralMemory(nn.Module):
             chunks_written=chunks_written,
         )
 
+    def _read_and_write(
+        self, state: LayerMemoryState, qk: Tensor, values: Tensor, theta2: Tensor, eta: Tensor, alpha: Tensor
+    ) -> tuple[Tensor, LayerMemoryState]:
+        """Read and write n chunks that share state.read_weights, with one MLP pass over queries and keys.
+
+        qk (B, H, n, 2c, head_dim): each chunk's c query rows, then its c key rows; values (B, H, n, c, head_dim);
+        theta2 = 2 theta (B, H, n, c, 1); eta, alpha (B, H, n). Returns the reads (B, H, n * c, head_dim) and the state.
+        """
+        n, c = qk.shape[2], qk.shape[3] // 2
+        weights = state.read_weights
+        # One pass over all 2nc rows at the same weights: (B, H, n * 2c, d) @ (B, H, d, d_out).
+        out, pre_acts, inputs = mlp_forward(weights, qk.flatten(2, 3))
+        read, key_out = out.unflatten(2, (n, 2 * c)).split(c, dim=3)  # (B, H, n, c, head_dim) each
+        key_pre = [z.unflatten(2, (n, 2 * c)).split(c, dim=3)[1] for z in pre_acts]
+        key_in = [a.unflatten(2, (n, 2 * c)).split(c, dim=3)[1] for a in inputs]
+        err = (key_out - values) * theta2  # d(sum_t theta_t l_t)/dM(k): (B, H, n, c, head_dim)
+        grads = mlp_weight_grads([w.unsqueeze(2) for w in weights], key_pre, key_in, err)
+        norm = torch.sqrt(sum(g.square().sum(dim=(-1, -2)) for g in grads) + 1e-12)  # (B, H, n)
+        scale = (self.config.max_update_norm / norm).clamp(max=1.0)[..., None, None]
+        updates = [g * scale for g in grads]
+        return read.flatten(2, 3), self._apply_updates(state, updates, eta, alpha)
+
     def forward(self, x: Tensor, state: LayerMemoryState, token_mask: Tensor | None = None) -> tuple[Tensor, LayerMemoryState]:
         """x (B, T, dim) -> retrieved (B, T, H * head_dim) and the state after writing every full chunk.
 
@@ -224,38 +252,53 @@ class NeuralMemory(nn.Module):
         """
         cfg = self.config
         B, T, _ = x.shape
+        H, dh, c, r = cfg.num_heads, cfg.head_dim, cfg.chunk_size, cfg.refresh_every
         with torch.autocast(device_type=x.device.type, enabled=False):
             q, k, v, theta, gate_logits = self.project(x.float())
             if token_mask is not None:
                 theta = theta * token_mask[:, None, :].to(theta.dtype)
             # The stream so far: pending tokens of the unfinished chunk, then the new ones.
             p = state.pending_keys.shape[2]
-            keys = torch.cat([state.pending_keys, k], dim=2)
-            values = torch.cat([state.pending_values, v], dim=2)
-            thetas = torch.cat([state.pending_theta, theta], dim=2)
-            logits = torch.cat([state.pending_gate_logits, gate_logits], dim=2)
-            total, c, r = p + T, cfg.chunk_size, cfg.refresh_every
+            if p:
+                k = torch.cat([state.pending_keys, k], dim=2)
+                v = torch.cat([state.pending_values, v], dim=2)
+                theta = torch.cat([state.pending_theta, theta], dim=2)
+                gate_logits = torch.cat([state.pending_gate_logits, gate_logits], dim=2)
+            total = p + T
+            n_full = total // c
+            full = n_full * c
             reads: list[Tensor] = []
-            start = 0  # position in the stream of pending + new tokens
-            while start + c <= total:
-                # Full chunks that share read weights: up to the next refresh point.
-                n = min((total - start) // c, r - state.chunks_written % r)
-                end = start + n * c
-                new_from = max(start, p)
-                reads.append(self.read(state.read_weights, q[:, :, new_from - p : end - p]))
-                chunks = [t[:, :, start:end].unflatten(2, (n, c)) for t in (keys, values, thetas, logits)]
-                state = self.write_chunks(state, *chunks)
-                start = end
+            if n_full:
+                # Pending rows were read by the previous call: zero queries hold their place (output discarded).
+                queries = torch.cat([q.new_zeros(B, H, p, dh), q], dim=2) if p else q
+                chunked = [t[:, :, :full].unflatten(2, (n_full, c)) for t in (queries, k, v)]  # (B, H, n, c, dh)
+                qk = torch.cat(chunked[:2], dim=3)  # (B, H, n_full, 2c, head_dim)
+                theta2 = 2 * theta[:, :, :full].unflatten(2, (n_full, c)).unsqueeze(-1)  # (B, H, n_full, c, 1)
+                eta, alpha = self.momentum_and_forget(gate_logits[:, :, :full].unflatten(2, (n_full, c)))
+                # Groups of chunks that share read weights: up to the next refresh point.
+                sizes, done = [], state.chunks_written
+                while sum(sizes) < n_full:
+                    sizes.append(min(n_full - sum(sizes), r - (done + sum(sizes)) % r))
+                groups = zip(*(t.split(sizes, dim=2) for t in (qk, chunked[2], theta2, eta, alpha)))
+                for group in groups:
+                    read, state = self._read_and_write(state, *group)
+                    reads.append(read)
             # Leftover tokens read the current weights and wait for their chunk to fill.
-            new_from = max(start, p)
-            if new_from < total:
-                reads.append(self.read(state.read_weights, q[:, :, new_from - p :]))
+            if total > full:
+                reads.append(self.read(state.read_weights, q[:, :, max(full - p, 0) :]))
             state = replace(
                 state,
-                pending_keys=keys[:, :, start:],
-                pending_values=values[:, :, start:],
-                pending_theta=thetas[:, :, start:],
-                pending_gate_logits=logits[:, :, start:],
+                pending_keys=k[:, :, full:],
+                pending_values=v[:, :, full:],
+                pending_theta=theta[:, :, full:],
+                pending_gate_logits=gate_logits[:, :, full:],
             )
-            retrieved = torch.cat(reads, dim=2) if reads else q[:, :, :0]  # (B, H, T, head_dim)
-        return retrieved.transpose(1, 2).reshape(B, T, cfg.num_heads * cfg.head_dim), state
+            if not reads:  # an empty call
+                retrieved = q
+            elif len(reads) == 1:
+                retrieved = reads[0]
+            else:
+                retrieved = torch.cat(reads, dim=2)
+            if n_full and p:
+                retrieved = retrieved[:, :, p:]  # drop the pending rows: (B, H, T, head_dim)
+        return retrieved.transpose(1, 2).reshape(B, T, H * dh), state
