@@ -350,12 +350,19 @@ def read_base(base: nn.Module, ids: Tensor, piece: int) -> None:
 
 
 def bench_inference(
-    base: nn.Module, config: TitansConfig, lengths: list[int], device: torch.device, native_context: int, piece: int | None = None
+    base: nn.Module,
+    config: TitansConfig,
+    lengths: list[int],
+    device: torch.device,
+    native_context: int,
+    base_piece: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Tokens/s and peak memory reading each length: the retrofit at every length, the base up to native_context."""
+    """Tokens/s and peak memory reading each length: the retrofit at every length (in window-sized pieces),
+    the base with full attention up to native_context (in base_piece-sized pieces, default the window)."""
     from .retrofit import retrofit
 
-    piece = piece or config.window
+    piece = config.window
+    base_piece = base_piece or piece
     vocab = base.config.vocab_size
     rows: list[dict[str, Any]] = []
     model = retrofit(base, config)
@@ -369,7 +376,7 @@ def bench_inference(
         if n > native_context:
             continue
         ids = torch.randint(0, vocab, (1, n), device=device)
-        rows.append(measure_read("base_full_attention", lambda t: read_base(base, t, piece), ids, device))
+        rows.append(measure_read("base_full_attention", lambda t: read_base(base, t, base_piece), ids, device))
     return rows
 
 
@@ -432,3 +439,26 @@ def random_base(arch: str | dict[str, Any], device: torch.device, dtype: torch.d
     finally:
         torch.set_default_dtype(previous)
     return model.eval()
+
+
+def quantize_4bit(model: nn.Module) -> nn.Module:
+    """Replace the decoder layers' linear layers by bitsandbytes NF4 ones (CUDA only), for a 4-bit base.
+
+    The random weights are quantized as they move to the GPU; embeddings, norms and the LM head stay bf16.
+    """
+    import bitsandbytes as bnb
+
+    for layer in model.model.layers:
+        for parent in layer.modules():
+            for name, child in list(parent.named_children()):
+                if type(child) is nn.Linear:
+                    q = bnb.nn.Linear4bit(
+                        child.in_features,
+                        child.out_features,
+                        bias=child.bias is not None,
+                        compute_dtype=torch.bfloat16,
+                        quant_type="nf4",
+                    )
+                    q.weight = bnb.nn.Params4bit(child.weight.data.cpu(), requires_grad=False, quant_type="nf4")
+                    setattr(parent, name, q.to(child.weight.device))
+    return model

@@ -56,8 +56,27 @@ def mlp_weight_grads(weights: list[Tensor], pre_acts: list[Tensor], inputs: list
     for i in reversed(range(len(weights))):
         grads[i] = inputs[i].transpose(-1, -2) @ delta
         if i > 0:
-            delta = (delta @ weights[i].transpose(-1, -2)) * silu_grad(pre_acts[i - 1])
+            delta = (delta @ weights[i].transpose(-1, -2)) * silu_grad_from(pre_acts[i - 1], inputs[i])
     return grads
+
+
+def silu_grad_from(z: Tensor, a: Tensor) -> Tensor:
+    """silu'(z) given a = silu(z): sigmoid(z) (1 - a) + a, three kernels instead of five."""
+    return torch.addcmul(a, torch.sigmoid(z), 1 - a)
+
+
+def mlp_branch(weights: list[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """mlp_forward without the residual: M(x) - x, pre-activations and layer inputs."""
+    pre_acts: list[Tensor] = []
+    inputs = [x]
+    a = x
+    for i, w in enumerate(weights):
+        z = a @ w
+        if i < len(weights) - 1:
+            pre_acts.append(z)
+            a = F.silu(z)
+            inputs.append(a)
+    return z, pre_acts, inputs
 
 
 @dataclass
@@ -223,27 +242,41 @@ class NeuralMemory(nn.Module):
             chunks_written=chunks_written,
         )
 
-    def _read_and_write(
-        self, state: LayerMemoryState, qk: Tensor, values: Tensor, theta2: Tensor, eta: Tensor, alpha: Tensor
-    ) -> tuple[Tensor, LayerMemoryState]:
-        """Read and write n chunks that share state.read_weights, with one MLP pass over queries and keys.
+    def _write_group(
+        self,
+        read_weights: list[Tensor],
+        weights: list[Tensor],
+        momentum: list[Tensor],
+        qk: Tensor,
+        kv_theta: Tensor,
+        theta2: Tensor,
+        eta: Tensor,
+        keep: Tensor,
+    ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """Read and write n chunks that share read_weights, with one MLP pass over their queries and keys.
 
-        qk (B, H, n, 2c, head_dim): each chunk's c query rows, then its c key rows; values (B, H, n, c, head_dim);
-        theta2 = 2 theta (B, H, n, c, 1); eta, alpha (B, H, n). Returns the reads (B, H, n * c, head_dim) and the state.
+        qk (B, H, n, 2c, head_dim): each chunk's c query rows, then its c key rows; kv_theta = 2 theta (k - v)
+        and theta2 = 2 theta: (B, H, n, c, head_dim) and (B, H, n, c, 1); eta, keep = 1 - alpha: (B, H, n, 1, 1).
+        Returns the reads without their residual, M(q) - q (B, H, n, c, head_dim), and the new weights and momentum.
         """
         n, c = qk.shape[2], qk.shape[3] // 2
-        weights = state.read_weights
         # One pass over all 2nc rows at the same weights: (B, H, n * 2c, d) @ (B, H, d, d_out).
-        out, pre_acts, inputs = mlp_forward(weights, qk.flatten(2, 3))
-        read, key_out = out.unflatten(2, (n, 2 * c)).split(c, dim=3)  # (B, H, n, c, head_dim) each
-        key_pre = [z.unflatten(2, (n, 2 * c)).split(c, dim=3)[1] for z in pre_acts]
-        key_in = [a.unflatten(2, (n, 2 * c)).split(c, dim=3)[1] for a in inputs]
-        err = (key_out - values) * theta2  # d(sum_t theta_t l_t)/dM(k): (B, H, n, c, head_dim)
-        grads = mlp_weight_grads([w.unsqueeze(2) for w in weights], key_pre, key_in, err)
-        norm = torch.sqrt(sum(g.square().sum(dim=(-1, -2)) for g in grads) + 1e-12)  # (B, H, n)
-        scale = (self.config.max_update_norm / norm).clamp(max=1.0)[..., None, None]
-        updates = [g * scale for g in grads]
-        return read.flatten(2, 3), self._apply_updates(state, updates, eta, alpha)
+        z, pre_acts, inputs = mlp_branch(read_weights, qk.flatten(2, 3))
+        read, key_z = z.unflatten(2, (n, 2 * c)).split(c, dim=3)
+        key_pre = [t.unflatten(2, (n, 2 * c)).split(c, dim=3)[1] for t in pre_acts]
+        key_in = [t.unflatten(2, (n, 2 * c)).split(c, dim=3)[1] for t in inputs]
+        err = torch.addcmul(kv_theta, key_z, theta2)  # 2 theta (M(k) - v) = 2 theta (k - v) + 2 theta (M(k) - k)
+        grads = mlp_weight_grads([w.unsqueeze(2) for w in read_weights], key_pre, key_in, err)
+        # Per-head bound on the norm of each chunk's summed update; the sign is folded in: u = -clip(G).
+        norm = torch.linalg.vector_norm(torch.cat([g.flatten(-2) for g in grads], dim=-1), dim=-1)  # (B, H, n)
+        neg_scale = (-self.config.max_update_norm / norm.clamp(min=self.config.max_update_norm))[..., None, None]
+        updates = [g * neg_scale for g in grads]
+        per_chunk = [u.unbind(2) for u in updates] if n > 1 else [[u.squeeze(2)] for u in updates]
+        etas, keeps = eta.unbind(2), keep.unbind(2)
+        for j in range(n):
+            momentum = [torch.addcmul(u[j], etas[j], s) for s, u in zip(momentum, per_chunk)]  # S <- eta S - clip(G)
+            weights = [torch.addcmul(s, keeps[j], w) for w, s in zip(weights, momentum)]  # W <- (1 - alpha) W + S
+        return read, weights, momentum
 
     def forward(self, x: Tensor, state: LayerMemoryState, token_mask: Tensor | None = None) -> tuple[Tensor, LayerMemoryState]:
         """x (B, T, dim) -> retrieved (B, T, H * head_dim) and the state after writing every full chunk.
@@ -274,15 +307,33 @@ class NeuralMemory(nn.Module):
                 chunked = [t[:, :, :full].unflatten(2, (n_full, c)) for t in (queries, k, v)]  # (B, H, n, c, dh)
                 qk = torch.cat(chunked[:2], dim=3)  # (B, H, n_full, 2c, head_dim)
                 theta2 = 2 * theta[:, :, :full].unflatten(2, (n_full, c)).unsqueeze(-1)  # (B, H, n_full, c, 1)
+                kv_theta = (chunked[1] - chunked[2]) * theta2
                 eta, alpha = self.momentum_and_forget(gate_logits[:, :, :full].unflatten(2, (n_full, c)))
+                eta, keep = eta[..., None, None], (1 - alpha)[..., None, None]  # (B, H, n_full, 1, 1)
                 # Groups of chunks that share read weights: up to the next refresh point.
                 sizes, done = [], state.chunks_written
                 while sum(sizes) < n_full:
                     sizes.append(min(n_full - sum(sizes), r - (done + sum(sizes)) % r))
-                groups = zip(*(t.split(sizes, dim=2) for t in (qk, chunked[2], theta2, eta, alpha)))
-                for group in groups:
-                    read, state = self._read_and_write(state, *group)
-                    reads.append(read)
+                weights, momentum, read_weights = state.weights, state.momentum, state.read_weights
+                chunk_reads: list[Tensor] = []
+                for size, *group in zip(sizes, *(t.split(sizes, dim=2) for t in (qk, kv_theta, theta2, eta, keep))):
+                    read, weights, momentum = self._write_group(read_weights, weights, momentum, *group)
+                    chunk_reads.append(read)
+                    done += size
+                    if done % r == 0:
+                        read_weights = weights
+                # The residual of every full-chunk read, added once: (B, H, full, head_dim).
+                reads.append(chunked[0].flatten(2, 3) + torch.cat(chunk_reads, dim=2).flatten(2, 3))
+                state = LayerMemoryState(
+                    weights=weights,
+                    momentum=momentum,
+                    read_weights=read_weights,
+                    pending_keys=state.pending_keys,
+                    pending_values=state.pending_values,
+                    pending_theta=state.pending_theta,
+                    pending_gate_logits=state.pending_gate_logits,
+                    chunks_written=done,
+                )
             # Leftover tokens read the current weights and wait for their chunk to fill.
             if total > full:
                 reads.append(self.read(state.read_weights, q[:, :, max(full - p, 0) :]))

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# GPU benchmark of titans-adapter, end to end in about 8 minutes on one H100/H200.
+#
+#   bash scripts/bench_gpu.sh                       # results in $OUT (default ./bench_out)
+#   DEVICE=cpu SMALL=1 DTYPE=float32 bash scripts/bench_gpu.sh   # toy sizes on a CPU (a check of the script)
+#
+# 1. the memory alone vs titans-pytorch (if it imports; wheels in $WHEELS are installed first, offline);
+# 2. per architecture (SmolLM2-135M, Llama-3.2-1B, Llama-3.1-8B; random weights from the published configs,
+#    bf16): training-step overhead, inference tokens/s and peak VRAM from 4k to 256k tokens, FLOPs;
+# 3. the same with a 4-bit (NF4) base when bitsandbytes imports.
+# Every step has its own time limit and a failed step does not stop the others.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-./bench_out}
+PY=${PYTHON:-python3}
+DEVICE=${DEVICE:-cuda}
+SMALL=${SMALL:-0}
+DTYPE=${DTYPE:-bfloat16}
+WHEELS=${WHEELS:-wheels}
+mkdir -p "$OUT"
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export TOKENIZERS_PARALLELISM=false
+
+if [ -d "$WHEELS" ] && ! $PY -c "import titans_pytorch" 2>/dev/null; then
+    $PY -m pip install --no-index --find-links "$WHEELS" titans-pytorch >"$OUT/pip.log" 2>&1 || echo "titans-pytorch wheels did not install (see $OUT/pip.log)"
+fi
+$PY -c "import titans_pytorch" 2>/dev/null && echo "titans-pytorch: available" || echo "titans-pytorch: not available, memory section runs ours only"
+{ nvidia-smi 2>/dev/null || true; $PY -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"; } >"$OUT/machine.txt" 2>&1
+
+step() {  # step NAME SECONDS ARGS... : one bench.py run with its own limit, log and JSON
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name (limit ${limit}s) $(date -u +%T)"
+    timeout "$limit" $PY scripts/bench.py --device "$DEVICE" --json "$OUT/$name.json" "$@" >"$OUT/$name.log" 2>&1
+    local rc=$?
+    [ $rc -eq 0 ] || echo "   $name failed or timed out (rc $rc), see $OUT/$name.log"
+    grep -E "^(## |[a-z_]+ +\||[0-9]|\[)|ratio|overhead|flat" "$OUT/$name.log" | head -60 || true
+}
+
+if [ "$SMALL" = 1 ]; then
+    step memory 300 --sections memory --memory-case 64,2,16,16,256,1 --memory-case 128,4,32,64,512,2 --repeats 1
+    for arch in smollm2-135m; do
+        step "$arch" 300 --sections training,inference,flops --base "$arch" --dtype "$DTYPE" --window 128 --windows 2 \
+            --lengths 256,512 --max-base-length 512 --repeats 1
+    done
+else
+    step memory 170 --sections memory --memory-grid gpu --memory-budget-s 130 --repeats 3
+    step smollm2-135m 70 --sections training,inference,flops --base smollm2-135m --dtype "$DTYPE" --window 512 --windows 4 \
+        --batch 4 --lengths 4096,16384,65536,262144 --base-piece 4096
+    step llama-3.2-1b 80 --sections training,inference,flops --base llama-3.2-1b --dtype "$DTYPE" --window 512 --windows 4 \
+        --batch 4 --heads 8 --head-dim 128 --lengths 4096,16384,65536,262144 --max-base-length 32768 --base-piece 4096
+    step llama-3.1-8b 110 --sections training,inference,flops --base llama-3.1-8b --dtype "$DTYPE" --window 512 --windows 4 \
+        --batch 1 --heads 8 --head-dim 128 --lengths 4096,16384,65536,262144 --max-base-length 32768 --base-piece 4096
+    if $PY -c "import bitsandbytes" 2>/dev/null; then
+        step llama-3.1-8b-nf4 60 --sections training,inference --base llama-3.1-8b --dtype "$DTYPE" --quant4 --window 512 \
+            --windows 4 --batch 1 --heads 8 --head-dim 128 --lengths 4096,65536 --max-base-length 16384 --base-piece 4096
+    else
+        echo "bitsandbytes not available: 4-bit step skipped" | tee "$OUT/nf4_skipped.txt"
+    fi
+fi
+echo "done $(date -u +%T); results in $OUT"
