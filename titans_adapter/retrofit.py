@@ -26,6 +26,7 @@ from torch import Tensor, nn
 from transformers import DynamicCache, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from . import generation
 from .config import ConfigError, TitansConfig
 from .memory import LayerMemoryState, NeuralMemory
 from .models import check_supported
@@ -179,6 +180,23 @@ class TitansModel(nn.Module):
         """A fresh stream: every memory at its learned initial weights, nothing read."""
         layers = {i: self.memories[str(i)].memory.initial_state(batch_size, self.device) for i in self.config.layers}
         return MemoryState(layers=layers, window=self.config.window)
+
+    # ----- generation with memory (titans_adapter.generation) -----------------------------------
+    def generate(self, input_ids: Tensor, **kwargs: Any) -> Tensor | generation.GenerateOutput:
+        """Continue prompts of any length with the memory; transformers-style arguments (see generation.generate)."""
+        return generation.generate(self, input_ids, **kwargs)
+
+    def memorize(self, input_ids: Tensor, memory_state: MemoryState | None = None, **kwargs: Any) -> MemoryState:
+        """Read a document of any length into a memory state (see generation.memorize)."""
+        return generation.memorize(self, input_ids, memory_state, **kwargs)
+
+    def save_memory(self, state: MemoryState, path: str | os.PathLike, notes: dict[str, Any] | None = None) -> Path:
+        """Save a memory state as safetensors tied to this adapter and base (see generation.save_memory)."""
+        return generation.save_memory(self, state, path, notes)
+
+    def load_memory(self, path: str | os.PathLike) -> MemoryState:
+        """Load a memory state saved for this adapter and base (see generation.load_memory)."""
+        return generation.load_memory(self, path)
 
     # ----- forward ------------------------------------------------------------------------------
     def _window_prefix(self, state: MemoryState, batch_size: int, dtype: torch.dtype) -> Tensor | None:
