@@ -27,7 +27,17 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from .baselines import FullAttention, Retrofit, StreamingLLM, System, WindowedBase
 from .data import load_essays
 from .retrofit import TitansModel
-from .tasks import BABI_TASKS, NEEDLE_TASKS, Example, Haystack, dump_jsonl, exact_match, make_example, passkey_haystack
+from .tasks import (
+    BABI_TASKS,
+    NEEDLE_TASKS,
+    Example,
+    Haystack,
+    answer_budget,
+    dump_jsonl,
+    exact_match,
+    make_example,
+    passkey_haystack,
+)
 
 Log = Callable[[str], None]
 
@@ -364,7 +374,7 @@ def run_qa(
     for ex in examples:
         context = torch.tensor(tokenizer(ex.context, add_special_tokens=False).input_ids)
         question = torch.tensor(tokenizer(ex.question, add_special_tokens=False).input_ids)
-        max_new = len(tokenizer(" " + ex.answer, add_special_tokens=False).input_ids) + 3
+        max_new = answer_budget(tokenizer, ex.answer)
         n_tokens = context.shape[0] + question.shape[0]
         for system in systems:
             if not system.supports(n_tokens + max_new):

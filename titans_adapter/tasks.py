@@ -69,7 +69,7 @@ class Example:
     context: str
     question: str
     answer: str
-    target_length: int
+    target_length: int  # tokens of context + question + the answer's budget (see answer_budget)
     depth: float | None
     facts: list[str] = field(default_factory=list)
     fact_offsets: list[int] = field(default_factory=list)
@@ -158,11 +158,24 @@ def _count(tokenizer: PreTrainedTokenizerBase, text: str) -> int:
     return len(tokenizer(text, add_special_tokens=False).input_ids)
 
 
-def _filler_budget(tokenizer: PreTrainedTokenizerBase, length: int, header: str, facts: Sequence[str], question: str) -> int:
-    used = _count(tokenizer, header + question) + sum(_count(tokenizer, " " + f) for f in facts) + 2
-    budget = length - used
+def answer_budget(tokenizer: PreTrainedTokenizerBase, answer: str) -> int:
+    """Tokens reserved for the greedy answer: the answer's own tokens plus a few for what follows it."""
+    return _count(tokenizer, " " + answer) + 3
+
+
+def _filler_budget(
+    tokenizer: PreTrainedTokenizerBase, length: int, header: str, facts: Sequence[str], question: str, answer: str
+) -> int:
+    """Filler tokens so that context + question + the answer's budget total about `length` tokens."""
+    used = (
+        _count(tokenizer, header + question)
+        + sum(_count(tokenizer, " " + f) for f in facts)
+        + answer_budget(tokenizer, answer)
+        + 2
+    )
+    budget = length - used - length // 200  # slack: sentences tokenized alone vs joined differ by a few tokens
     if budget < 0:
-        raise TaskError(f"length {length} is too short for the task's facts and question ({used} tokens).")
+        raise TaskError(f"length {length} is too short for the task's facts, question and answer ({used} tokens).")
     return budget
 
 
@@ -216,7 +229,7 @@ def make_needle(
                 depths.append(rng.random())
     header = NEEDLE_HEADER
     question = "\nQuestion: " + question
-    filler = haystack.take(_filler_budget(tokenizer, length, header, facts, question), rng)
+    filler = haystack.take(_filler_budget(tokenizer, length, header, facts, question, answer), rng)
     context, offsets = _insert(filler, facts, depths, header)
     return Example(task, "", context, question, answer, length, depth, facts, offsets)
 
@@ -289,7 +302,7 @@ def make_babi(task: str, tokenizer: PreTrainedTokenizerBase, haystack: Haystack,
     facts, question, answer = _babi_story(task, rng)
     question = f"\nQuestion: {question}"
     depths = sorted(rng.random() for _ in facts)
-    filler = haystack.take(_filler_budget(tokenizer, length, BABI_HEADER, facts, question), rng)
+    filler = haystack.take(_filler_budget(tokenizer, length, BABI_HEADER, facts, question, answer), rng)
     context, offsets = _insert(filler, facts, depths, BABI_HEADER)
     return Example(task, "", context, question, answer, length, None, facts, offsets)
 
