@@ -360,3 +360,21 @@ def test_memorize_texts_reads_documents_and_a_datasets_source_in_order(tmp_path)
         list(dataset_texts("json", data_files=str(tmp_path / "rows.jsonl"), text_field="body"))
     with pytest.raises(ValueError, match="No document given"):
         memorize_texts(model, tokenizer, [], progress=False)
+
+
+@pytest.mark.slow
+def test_default_model_answers_after_a_memorized_essay_and_a_saved_state(tmp_path):
+    """The embedded SmolLM2: read 700 essay tokens (crossing a 512-token window), save, load, chat."""
+    from titans_adapter import load_base_model
+    from titans_adapter.data import load_essays
+
+    base, tokenizer = load_base_model("default")
+    torch.manual_seed(0)
+    model = retrofit(base, tiny_config(layers=[8], window=512, chunk_size=64, num_heads=4, head_dim=64))
+    essay = max(load_essays().values(), key=len)
+    ids = tokenizer(essay, add_special_tokens=False, return_tensors="pt").input_ids[:, :700]
+    path = model.save_memory(model.memorize(ids), tmp_path / "essay.safetensors")
+    session = ChatSession(model, tokenizer, model.load_memory(path))
+    answer = session.ask("What is the capital of France?", max_new_tokens=12)
+    assert "Paris" in answer
+    assert session.tokens_read > 700
