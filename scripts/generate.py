@@ -17,7 +17,14 @@ import sys
 import torch
 from transformers import TextStreamer
 
-from titans_adapter.generation import ChatSession, MemoryStateError, load_generation_model, memorize_texts, read_text_file
+from titans_adapter.generation import (
+    ChatSession,
+    MemoryStateError,
+    load_generation_model,
+    memorize_texts,
+    read_memory_metadata,
+    read_text_file,
+)
 
 
 def main() -> None:
@@ -50,6 +57,8 @@ def main() -> None:
     model, tokenizer, note = load_generation_model(args.model, args.adapter)
     print(f"model: {args.model}; {note}", file=sys.stderr)
     state = model.load_memory(args.memory) if args.memory else None
+    documents = read_memory_metadata(args.memory)["notes"].get("documents", []) if args.memory else []
+    documents += args.doc
     if texts:
         state, _ = memorize_texts(model, tokenizer, texts, state)
     if state is not None:
@@ -82,7 +91,7 @@ def main() -> None:
     else:
         answer(args.prompt)
     if args.out and session.state is not None:
-        model.save_memory(session.state, args.out)
+        model.save_memory(session.state, args.out, notes={"documents": documents, "chat_turns": session.turns})
         print(f"memory saved to {args.out} ({session.tokens_read:,} tokens read)", file=sys.stderr)
 
 

@@ -334,11 +334,13 @@ def test_memorize_then_chat_scripts_driven_by_stdin(tiny_model_dir):
     assert read_memory_metadata(d / "mem.safetensors")["tokens_seen"] == doc_tokens
     res = run_script(
         "generate.py", *common, "--memory", str(d / "mem.safetensors"), "--chat", "--max-new-tokens", "5",
-        stdin="Who wrote the letter?\n\nAnd when?\n",
+        "--out", str(d / "chat.safetensors"), stdin="Who wrote the letter?\n\nAnd when?\n",
     )  # fmt: skip
     assert res.returncode == 0, res.stderr
     counts = [int(line.split(":")[1].strip(" ]").replace(",", "")) for line in res.stdout.splitlines() if "[tokens read:" in line]
     assert len(counts) == 2 and doc_tokens < counts[0] < counts[1]
+    meta = read_memory_metadata(d / "chat.safetensors")
+    assert meta["tokens_seen"] == counts[1] and meta["notes"] == {"documents": [str(d / "doc.txt")], "chat_turns": 2}
     res = run_script("generate.py", "--model", str(d / "model"), "--memory", str(d / "mem.safetensors"), "--prompt", "hi")
     assert res.returncode == 2 and "another adapter" in res.stderr
 

@@ -473,6 +473,7 @@ class ChatSession:
         self.use_template = use_chat_template and bool(getattr(tokenizer, "chat_template", None))
         self.messages: list[dict[str, str]] = []
         self.rendered = ""
+        self.turns = 0
 
     @property
     def tokens_read(self) -> int:
@@ -502,6 +503,7 @@ class ChatSession:
         new = out.sequences[0, ids.shape[1] :]
         answer = self.tokenizer.decode(new, skip_special_tokens=True)
         self.state = out.memory_state
+        self.turns += 1
         if self.use_template:
             self.rendered += text + self.tokenizer.decode(new)
             self.messages += [{"role": "user", "content": user_text}, {"role": "assistant", "content": answer}]
