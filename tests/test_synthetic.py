@@ -1,0 +1,69 @@
+"""Synthetic long-range samples put the fact and the question where they claim, deterministically."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from titans_adapter.data import DataError
+from titans_adapter.synthetic import answer_tokens, make_sample
+
+
+class CharTokenizer:
+    """One token per character, decodable."""
+
+    def __call__(self, text: str, add_special_tokens: bool = False):
+        return SimpleNamespace(input_ids=[ord(c) for c in text])
+
+    def decode(self, ids) -> str:
+        return "".join(chr(int(i)) for i in ids)
+
+
+FILLER = np.array([ord(c) for c in "lorem ipsum dolor sit amet " * 200])
+
+
+@pytest.mark.parametrize("task", ["passkey", "kv", "name_attribute"])
+@pytest.mark.parametrize("fact_window, question_window", [(0, -1), (1, 3), (-1, 2)])
+def test_fact_and_question_sit_where_they_claim(task, fact_window, question_window):
+    tok, window, windows = CharTokenizer(), 128, 4
+    for index in range(5):
+        s = make_sample(
+            FILLER, tok, window=window, windows=windows, tasks=[task], seed=3, index=index,
+            fact_window=fact_window, question_window=question_window,
+        )  # fmt: skip
+        assert s.ids.shape == s.labels.shape == (window * windows,)
+        fact_win = s.fact_span[0] // window
+        q_win = question_window % windows
+        assert (s.fact_span[1] - 1) // window == fact_win, "the fact lies inside one window"
+        assert s.question_span[0] // window == q_win and (s.answer_span[1] - 1) // window == q_win
+        assert fact_win < q_win if fact_window == -1 else fact_win == fact_window
+        assert s.answer_span[1] == (q_win + 1) * window  # the answer ends its window
+        fact_text = tok.decode(s.ids[slice(*s.fact_span)])
+        answer = tok.decode(s.ids[slice(*s.answer_span)])
+        assert answer == s.answer and s.answer in fact_text
+        assert "?" in tok.decode(s.ids[slice(*s.question_span)])
+        labelled = np.flatnonzero(s.labels != -100)
+        assert labelled.tolist() == list(range(*s.answer_span))
+        assert (s.labels[labelled] == s.ids[labelled]).all()
+
+
+def test_deterministic_from_seed_and_index():
+    tok = CharTokenizer()
+    kwargs = dict(window=128, windows=3, tasks=["passkey", "kv", "name_attribute"])
+    a = make_sample(FILLER, tok, seed=1, index=7, **kwargs)
+    b = make_sample(FILLER, tok, seed=1, index=7, **kwargs)
+    c = make_sample(FILLER, tok, seed=2, index=7, **kwargs)
+    assert (a.ids == b.ids).all() and a.answer == b.answer
+    assert not (a.ids == c.ids).all()
+
+
+def test_leading_space_token_of_the_answer_is_not_scored():
+    q, a = answer_tokens(CharTokenizer(), " The pass key is", " 12345")
+    assert CharTokenizer().decode(a) == "12345" and CharTokenizer().decode(q).endswith("is ")
+
+
+def test_window_too_small_for_the_fact():
+    with pytest.raises(DataError, match="too small"):
+        make_sample(FILLER, CharTokenizer(), window=16, windows=3, tasks=["passkey"], seed=0, index=0)

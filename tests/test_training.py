@@ -1,0 +1,213 @@
+"""The training loop on a tiny random Llama (with the embedded model's tokenizer): loss falls, exact resume
+after SIGKILL, checkpoint on SIGTERM, 2-process accelerate (gloo) equals one process, LoRA, early errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from titans_adapter import load_adapter
+from titans_adapter.config import ConfigError
+from titans_adapter.data import DataError
+from titans_adapter.recipe import load_recipe
+from titans_adapter.training import LORA_WEIGHTS, build_model, latest_checkpoint, load_trained, train
+
+ROOT = Path(__file__).parent.parent
+TRAIN = str(ROOT / "scripts" / "train.py")
+ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@pytest.fixture(scope="module")
+def tiny_dir(tmp_path_factory) -> Path:
+    """A tiny random Llama saved with the embedded model's tokenizer: a local model directory."""
+    from titans_adapter.training import load_tokenizer
+
+    path = tmp_path_factory.mktemp("tiny")
+    tokenizer = load_tokenizer("default")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, tie_word_embeddings=True,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def tiny_recipe(tiny_dir: Path, out: Path, **extra: object) -> Path:
+    """A recipe file for the tiny model; extra keys given as dotted names."""
+    values = {
+        "model": str(tiny_dir),
+        "adapter.layers": "[0]", "adapter.window": 32, "adapter.chunk_size": 16, "adapter.num_heads": 2, "adapter.head_dim": 16,
+        "data.max_documents": 12, "data.windows_per_sample": 3, "data.val_fraction": 0.2,
+        "max_steps": 8, "batch_size": 2, "lr": 1e-2, "gate_lr": 5e-2, "warmup_steps": 2,
+        "eval_samples": 4, "eval_synthetic_samples": 4, "save_every": 4, "log_every": 1, "tensorboard": False,
+        "num_threads": 1, "output_dir": str(out),
+    }  # fmt: skip
+    values.update(extra)
+    path = out.parent / f"{out.name}.yaml"
+    path.write_text("\n".join(f"{k}: {v}" for k, v in values.items() if "." not in k) + "\n")
+    overrides = [f"{k}={v}" for k, v in values.items() if "." in k]
+    path.with_suffix(".overrides").write_text("\n".join(overrides))
+    return path
+
+
+def recipe_of(path: Path, *more: str) -> dict:
+    return load_recipe(path, path.with_suffix(".overrides").read_text().split("\n") + list(more))
+
+
+def cli_args(path: Path) -> list[str]:
+    return ["--config", str(path), *path.with_suffix(".overrides").read_text().split("\n")]
+
+
+def weights_of(out: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(out / "adapter_model.safetensors"))
+
+
+def max_diff(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_a_few_steps_reduce_the_validation_loss(tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    recipe = recipe_of(tiny_recipe(tiny_dir, out, max_steps=25, eval_every=25), "data.synthetic_fraction=0")
+    result = train(recipe)
+    base, trained = result["base_val_loss_by_window"], result["val_loss_by_window"]
+    assert sum(trained[1:]) < sum(base[1:]) - 0.05, (trained, base)
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert '"type": "eval", "step": 0' in lines[0]  # the first eval: the untrained retrofit equals the windowed base
+    first = json.loads(lines[0])
+    assert first["val_loss_by_window"] == pytest.approx(first["base_val_loss_by_window"], abs=1e-5)
+    assert any('"gate/0/out_abs"' in line for line in lines)
+    base_model = LlamaForCausalLM.from_pretrained(tiny_dir)
+    model = load_adapter(base_model, out)  # the final adapter sits at the top of output_dir
+    assert max_diff(model.adapter_state_dict(), weights_of(out)) == 0
+    assert latest_checkpoint(out).name == "step-0000025"
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_dir, tmp_path):
+    steps = 40
+    ref = tmp_path / "ref"
+    train(recipe_of(tiny_recipe(tiny_dir, ref, max_steps=steps, save_every=5)))
+    out = tmp_path / "killed"
+    path = tiny_recipe(tiny_dir, out, max_steps=steps, save_every=5)
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN, *cli_args(path)], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 240
+    while not (out / "checkpoints" / "step-0000010").exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "adapter_config.json").exists()
+    stopped_at = int(latest_checkpoint(out).name.split("-")[1])
+    assert 10 <= stopped_at < steps
+    done = subprocess.run(
+        [sys.executable, TRAIN, "--resume", str(out), *cli_args(path)[2:]], env=ENV, capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"at step {stopped_at}" in done.stdout + done.stderr
+    assert max_diff(weights_of(out), weights_of(ref)) < 1e-5
+
+
+def test_sigterm_writes_a_checkpoint_and_stops(tiny_dir, tmp_path):
+    out = tmp_path / "term"
+    path = tiny_recipe(tiny_dir, out, max_steps=100000, save_every=0)
+    proc = subprocess.Popen(
+        [sys.executable, TRAIN, *cli_args(path)], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 240
+    while not (out / "metrics.jsonl").exists() or '"type": "train"' not in (out / "metrics.jsonl").read_text():
+        assert proc.poll() is None and time.time() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-2000:]
+    assert "resume with --resume" in err
+    assert (latest_checkpoint(out) / "optimizer.safetensors").is_file()
+    assert not list((out / "checkpoints").glob(".*")), "no temporary checkpoint left behind"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_process_accelerate_gloo_equals_one_process(tiny_dir, tmp_path):
+    # A mixture of natural text and passkeys (answers of a fixed length): each sample weighs the same everywhere.
+    mix = {"data.synthetic_tasks": "[passkey]", "data.synthetic_fraction": 0.5}
+    single = tmp_path / "single"
+    train(recipe_of(tiny_recipe(tiny_dir, single, max_steps=6, batch_size=4, **mix)))
+    out = tmp_path / "ddp"
+    path = tiny_recipe(tiny_dir, out, max_steps=6, batch_size=2, **mix)  # 2 processes x 2 = the same global batch
+    accelerate = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    accelerate += [
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+    ]
+    done = subprocess.run([*accelerate, TRAIN, *cli_args(path)], env=ENV, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 process(es)" in done.stdout + done.stderr
+    assert max_diff(weights_of(out), weights_of(single)) < 1e-5
+
+
+def test_lora_trains_and_reloads(tiny_dir, tmp_path):
+    out = tmp_path / "lora"
+    train(recipe_of(tiny_recipe(tiny_dir, out, max_steps=4), "lora.enabled=true", "lora.r=4"))
+    lora = load_file(str(out / LORA_WEIGHTS))
+    assert lora and any("lora_B" in k and v.abs().sum() > 0 for k, v in lora.items()), "LoRA B starts at zero and must move"
+    model = load_trained(LlamaForCausalLM.from_pretrained(tiny_dir), out)
+    params = dict(model.named_parameters())
+    assert all(torch.equal(params[k], v) for k, v in lora.items())
+    assert max_diff(model.adapter_state_dict(), weights_of(out)) == 0
+
+
+def test_bad_input_fails_before_the_model_loads(tiny_dir, tmp_path, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model must not load")
+
+    monkeypatch.setattr("titans_adapter.training.load_base_model", no_model)
+    path = tiny_recipe(tiny_dir, tmp_path / "bad")
+    with pytest.raises(DataError, match="does not exist"):
+        train(recipe_of(path, f"data.path={tmp_path / 'nothing'}"))
+    with pytest.raises(DataError, match="No train sample"):
+        train(recipe_of(path, "adapter.window=4096", "adapter.chunk_size=64", "data.windows_per_sample=8"))
+    with pytest.raises(ConfigError, match="needs a CUDA GPU"):
+        train(recipe_of(path, "load_in_4bit=true"))
+
+
+def test_half_written_checkpoints_are_ignored(tmp_path):
+    (tmp_path / "checkpoints" / "step-0000004").mkdir(parents=True)
+    (tmp_path / "checkpoints" / "step-0000004" / "trainer_state.json").write_text("{}")
+    (tmp_path / "checkpoints" / ".step-0000008.tmp-123").mkdir()
+    assert latest_checkpoint(tmp_path).name == "step-0000004"
+
+
+def test_gradient_checkpointing_gives_the_same_training(tiny_dir, tmp_path):
+    plain, ckpt = tmp_path / "plain", tmp_path / "ckpt"
+    train(recipe_of(tiny_recipe(tiny_dir, plain, max_steps=3)))
+    train(recipe_of(tiny_recipe(tiny_dir, ckpt, max_steps=3), "gradient_checkpointing=true", "adapter.layers=[0]"))
+    assert max_diff(weights_of(ckpt), weights_of(plain)) < 1e-5
+    model, _ = build_model(recipe_of(tiny_recipe(tiny_dir, ckpt), "gradient_checkpointing=true"), torch.device("cpu"), "fp32")
+    layers = model.base.model.layers
+    assert layers[1].gradient_checkpointing and not layers[0].gradient_checkpointing  # the memory layer never recomputes

@@ -1,0 +1,124 @@
+"""Synthetic long-range samples: a fact early in the sample, its question in a later window, in essay text.
+
+Natural text gives the memory a weak training signal; a fact that only the memory can carry (the
+frozen attention sees one window at a time) gives a strong one. Every sample is a pure function of
+(seed, index), so a resumed or multi-process run sees exactly the same samples.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import numpy as np
+
+from .data import DataError
+
+FIRST_NAMES = ["Alice", "Bruno", "Chloe", "Dmitri", "Elena", "Farid", "Grace", "Hiro", "Ines", "Jonas", "Kira", "Liam"]
+FIRST_NAMES += ["Maya", "Nils", "Olga", "Pablo", "Quinn", "Rosa", "Sami", "Tara"]
+LAST_NAMES = ["Baker", "Costa", "Dunn", "Evans", "Fischer", "Garcia", "Hughes", "Ivanov", "Jensen", "Kowalski"]
+LAST_NAMES += ["Larsen", "Moreau", "Novak", "Okafor", "Park", "Quist", "Rossi", "Silva", "Tanaka", "Weber"]
+CITIES = ["Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Dublin", "Madrid", "Boston", "Sydney", "Toronto", "Vienna"]
+CITIES += ["Berlin", "Mumbai", "Denver", "Lisbon", "Prague", "Seoul", "Nairobi", "Chicago", "Athens"]
+WORDS = ["apple", "river", "candle", "falcon", "marble", "pepper", "silver", "tiger", "violet", "walnut", "copper"]
+WORDS += ["garden", "harbor", "island", "jacket", "lemon", "meadow", "orange", "pillow", "rocket", "saddle", "tunnel"]
+
+
+@dataclass
+class SyntheticSample:
+    """ids and labels (L,), labels -100 except on the answer; spans are [start, end) token positions."""
+
+    ids: np.ndarray
+    labels: np.ndarray
+    task: str
+    fact_span: tuple[int, int]
+    question_span: tuple[int, int]
+    answer_span: tuple[int, int]
+    answer: str
+
+
+def make_fact(task: str, rng: random.Random) -> tuple[str, str, str]:
+    """(fact sentence, question ending right before the answer, answer) for one task."""
+    if task == "passkey":
+        key = "".join(rng.choice("0123456789") for _ in range(5))
+        return f" The pass key is {key}. Remember it. {key} is the pass key.", " What is the pass key? The pass key is", f" {key}"
+    if task == "kv":
+        key = "".join(rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(3)) + "-" + str(rng.randint(10, 99))
+        value = rng.choice(WORDS)
+        return (
+            f" Note: the value of key {key} is {value}.",
+            f" What is the value of key {key}? The value of key {key} is",
+            f" {value}",
+        )
+    if task == "name_attribute":
+        name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
+        city = rng.choice(CITIES)
+        return f" {name} lives in {city}.", f" Where does {name} live? {name} lives in", f" {city}"
+    raise DataError(f"Unknown synthetic task '{task}'.")
+
+
+def _encode(tokenizer, text: str) -> list[int]:
+    return list(tokenizer(text, add_special_tokens=False).input_ids)
+
+
+def answer_tokens(tokenizer, question: str, answer: str) -> tuple[list[int], list[int]]:
+    """Token ids of question and answer; a leading whitespace-only answer token moves to the question.
+
+    (SmolLM2 writes " 48213" as ' ', '4', '8', ...: the space is free to guess and must not count.)
+    """
+    q_ids, a_ids = _encode(tokenizer, question), _encode(tokenizer, answer)
+    while len(a_ids) > 1 and not tokenizer.decode(a_ids[:1]).strip():
+        q_ids.append(a_ids.pop(0))
+    return q_ids, a_ids
+
+
+def make_sample(
+    filler: np.ndarray,
+    tokenizer,
+    *,
+    window: int,
+    windows: int,
+    tasks: list[str],
+    seed: int,
+    index: int,
+    fact_window: int = 0,
+    question_window: int = -1,
+) -> SyntheticSample:
+    """Sample `index` of the stream `seed`: essay filler of windows * window tokens with a fact put at a
+    random place inside `fact_window` and question + answer ending `question_window` (-1 = the last).
+    fact_window -1 picks a random window before the question's.
+    """
+    if len(filler) == 0:
+        raise DataError("No filler text for synthetic samples.")
+    rng = random.Random(f"synthetic:{seed}:{index}")
+    q_win = question_window % windows
+    f_win = rng.randrange(q_win) if fact_window == -1 else fact_window
+    if not 0 <= f_win < q_win:
+        raise DataError(f"The fact window ({f_win}) must come before the question window ({q_win}).")
+    task = tasks[rng.randrange(len(tasks))]
+    fact, question, answer = make_fact(task, rng)
+    fact_ids = _encode(tokenizer, fact)
+    q_ids, a_ids = answer_tokens(tokenizer, question, answer)
+    qa = q_ids + a_ids
+    if len(fact_ids) > window or len(qa) >= window:
+        raise DataError(f"window {window} is too small for a synthetic fact ({len(fact_ids)} tokens) or question ({len(qa)}).")
+    length = window * windows
+    start = rng.randrange(len(filler))
+    ids = np.resize(np.roll(filler, -start), length).astype(np.int64)  # wraps around short filler
+    fact_start = f_win * window + rng.randrange(window - len(fact_ids) + 1)
+    ids[fact_start : fact_start + len(fact_ids)] = fact_ids
+    q_end = (q_win + 1) * window
+    q_start = q_end - len(qa)
+    ids[q_start:q_end] = qa
+    labels = np.full(length, -100, dtype=np.int64)
+    a_start = q_end - len(a_ids)
+    labels[a_start:q_end] = a_ids
+    return SyntheticSample(
+        ids=ids,
+        labels=labels,
+        task=task,
+        fact_span=(fact_start, fact_start + len(fact_ids)),
+        question_span=(q_start, a_start),
+        answer_span=(a_start, q_end),
+        answer=answer.strip(),
+    )

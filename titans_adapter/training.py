@@ -1,0 +1,644 @@
+"""The training loop: a recipe in, a trained adapter, checkpoints and a metrics.jsonl log out.
+
+One process or many (`accelerate launch`): every process holds the frozen base and the adapter, reads
+its share of each global batch, and gradients are averaged over processes before each step (data
+parallel). Samples are a pure function of (seed, global sample index), so the data position is the
+step number and `--resume` continues exactly where a checkpoint left off.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from .config import ConfigError, TitansConfig
+from .data import PackedSplit, load_documents, prepare_splits
+from .models import DEFAULT_MODEL, ModelLoadError, default_model_file, load_base_model
+from .recipe import check_environment, dump_recipe, validate_recipe
+from .retrofit import (
+    ADAPTER_CONFIG,
+    ADAPTER_FORMAT,
+    ADAPTER_FORMAT_VERSION,
+    ADAPTER_WEIGHTS,
+    TitansModel,
+    base_identity,
+    load_adapter,
+    retrofit,
+    write_dir_atomically,
+)
+from .synthetic import make_sample
+
+LORA_CONFIG = "lora_config.json"
+LORA_WEIGHTS = "lora_model.safetensors"
+CHECKPOINT_DIR = "checkpoints"
+METRICS_FILE = "metrics.jsonl"
+VAL_SEED_OFFSET = 7919  # synthetic validation samples use another stream than training
+
+
+class TrainingInterrupted(RuntimeError):
+    """SIGINT/SIGTERM arrived; a checkpoint was written and the run stopped."""
+
+
+# ----- data ---------------------------------------------------------------------------------------
+@dataclass
+class Batch:
+    """Token ids and labels (b, L) of the synthetic and the natural samples of one micro-batch."""
+
+    syn_ids: Tensor | None
+    syn_labels: Tensor | None
+    nat_ids: Tensor | None
+    nat_labels: Tensor | None
+
+
+class SampleStream:
+    """Training samples by global index: synthetic (fact + question) or natural packed text."""
+
+    def __init__(self, train: PackedSplit, tokenizer, recipe: dict[str, Any]) -> None:
+        self.train, self.tokenizer, self.recipe = train, tokenizer, recipe
+        self.window = recipe["adapter"]["window"]
+        self.windows = recipe["data"]["windows_per_sample"]
+
+    def is_synthetic(self, index: int) -> bool:
+        fraction = self.recipe["data"]["synthetic_fraction"]
+        return random.Random(f"kind:{self.recipe['seed']}:{index}").random() < fraction
+
+    def natural(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The packed sample at this index (a fresh seeded order every epoch); loss on later windows only."""
+        n = len(self.train.samples)
+        epoch, pos = divmod(index, n)
+        order = np.random.default_rng([self.recipe["seed"], epoch]).permutation(n)
+        ids = self.train.samples[order[pos]].copy()
+        labels = ids.copy()
+        labels[: self.recipe["data"]["natural_loss_from_window"] * self.window + 1] = -100
+        return ids, labels
+
+    def synthetic(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        data = self.recipe["data"]
+        sample = make_sample(
+            self.train.tokens,
+            self.tokenizer,
+            window=self.window,
+            windows=self.windows,
+            tasks=data["synthetic_tasks"],
+            seed=self.recipe["seed"],
+            index=index,
+            fact_window=data["fact_window"],
+            question_window=data["question_window"],
+        )
+        return sample.ids, sample.labels
+
+    def batch(self, indices: list[int], device: torch.device) -> Batch:
+        syn, nat = [], []
+        for i in indices:
+            (syn if self.is_synthetic(i) else nat).append(self.synthetic(i) if self.is_synthetic(i) else self.natural(i))
+
+        def stack(items: list, k: int) -> Tensor | None:
+            return torch.from_numpy(np.stack([it[k] for it in items])).to(device) if items else None
+
+        return Batch(stack(syn, 0), stack(syn, 1), stack(nat, 0), stack(nat, 1))
+
+
+def micro_batch_indices(step: int, micro: int, rank: int, recipe: dict[str, Any], world: int) -> list[int]:
+    """Global sample indices of one process's micro-batch: the same global batch whatever the process count."""
+    b, accum = recipe["batch_size"], recipe["grad_accum"]
+    start = step * b * accum * world + (micro * world + rank) * b
+    return list(range(start, start + b))
+
+
+# ----- model --------------------------------------------------------------------------------------
+def load_tokenizer(name: str, trust_remote_code: bool = False):
+    """The base's tokenizer alone (cheap), so data problems surface before the model loads."""
+    from transformers import AutoTokenizer
+
+    try:
+        if name in ("", DEFAULT_MODEL):
+            gguf = default_model_file()
+            return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - rewrapped with what was tried
+        raise ModelLoadError(f"Could not load the tokenizer of '{name}': {type(exc).__name__}: {exc}") from exc
+
+
+def resolve_precision(recipe: dict[str, Any], cuda: bool) -> str:
+    """'fp32', 'bf16' or 'fp16': auto is bf16 on a GPU that supports it, else fp32."""
+    if recipe["precision"] != "auto":
+        return recipe["precision"]
+    return "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
+
+
+def lora_parameters(model: TitansModel) -> dict[str, torch.nn.Parameter]:
+    return {n: p for n, p in model.named_parameters() if ".lora_" in n}
+
+
+def add_lora(model: TitansModel, lora: dict[str, Any]) -> None:
+    """Inject LoRA into the frozen base's attention (peft), in place: the decoder layers and hooks stay."""
+    from peft import LoraConfig, inject_adapter_in_model
+
+    config = LoraConfig(
+        r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"], target_modules=lora["target_modules"]
+    )
+    inject_adapter_in_model(config, model.base)
+    params = lora_parameters(model)
+    if not params:
+        raise ConfigError(f"lora.target_modules {lora['target_modules']} matched no module of the base model.")
+    for p in params.values():
+        p.requires_grad_(True)
+
+
+def trainable_parameters(model: TitansModel) -> dict[str, torch.nn.Parameter]:
+    """The adapter plus LoRA weights, by name, in a stable order."""
+    return {**model.adapter_parameters(), **lora_parameters(model)}
+
+
+def build_model(recipe: dict[str, Any], device: torch.device, precision: str) -> tuple[TitansModel, Any]:
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    base, tokenizer = load_base_model(
+        recipe["model"],
+        dtype=dtype,
+        load_in_4bit=recipe["load_in_4bit"],
+        device=device,
+        trust_remote_code=recipe["trust_remote_code"],
+    )
+    if recipe["gradient_checkpointing"]:
+        base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        base.train()  # transformers checkpoints only in training mode; the frozen base has no dropout to speak of
+    model = retrofit(base, TitansConfig.from_dict(recipe["adapter"]))
+    if recipe["lora"]["enabled"]:
+        add_lora(model, recipe["lora"])
+    return model, tokenizer
+
+
+def make_optimizer(model: TitansModel, recipe: dict[str, Any]) -> torch.optim.AdamW:
+    """Two groups: the gates (own, higher LR, no weight decay) and everything else."""
+    gates = set(model.gate_parameter_names())
+    params = trainable_parameters(model)
+    gate_params = [p for n, p in params.items() if n in gates]
+    other = [p for n, p in params.items() if n not in gates]
+    groups = [
+        {"params": other, "lr": recipe["lr"], "weight_decay": recipe["weight_decay"], "name": "main"},
+        {"params": gate_params, "lr": recipe["gate_lr"], "weight_decay": 0.0, "name": "gates"},
+    ]
+    return torch.optim.AdamW(groups, betas=tuple(recipe["betas"]))
+
+
+def lr_factor(step: int, recipe: dict[str, Any]) -> float:
+    """Linear warm-up, then constant, linear or cosine decay to min_lr_ratio at max_steps."""
+    warmup, total, floor = recipe["warmup_steps"], recipe["max_steps"], recipe["min_lr_ratio"]
+    if step < warmup:
+        return (step + 1) / warmup
+    if recipe["scheduler"] == "constant":
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    if recipe["scheduler"] == "linear":
+        return 1.0 - (1.0 - floor) * progress
+    return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def gate_stats(model: TitansModel) -> dict[str, float]:
+    """Output gate mean |g| and the data-independent inner gates (from the to_gates biases), per layer."""
+    stats: dict[str, float] = {}
+    for layer, branch in model.memories.items():
+        heads = branch.memory.config.num_heads
+        bias = branch.memory.to_gates.bias.detach().float().view(3, heads)
+        stats[f"gate/{layer}/out_abs"] = branch.gate.detach().abs().mean().item()
+        stats[f"gate/{layer}/theta"] = (branch.memory.config.theta_max * torch.sigmoid(bias[0])).mean().item()
+        stats[f"gate/{layer}/eta"] = torch.sigmoid(bias[1]).mean().item()
+        stats[f"gate/{layer}/alpha"] = torch.sigmoid(bias[2]).mean().item()
+    return stats
+
+
+# ----- checkpoints --------------------------------------------------------------------------------
+def adapter_meta(model: TitansModel) -> dict[str, Any]:
+    """The adapter_config.json content that load_adapter reads."""
+    return {
+        "format": ADAPTER_FORMAT,
+        "format_version": ADAPTER_FORMAT_VERSION,
+        "titans_config": model.config.to_dict(),
+        "base_model": base_identity(model.base),
+    }
+
+
+def adapter_writers(model: TitansModel, lora: dict[str, Any] | None) -> dict[str, Any]:
+    """File name -> writer for the adapter files (and the LoRA files when LoRA is on)."""
+    writers: dict[str, Any] = {
+        ADAPTER_CONFIG: lambda p: p.write_text(json.dumps(adapter_meta(model), indent=2)),
+        ADAPTER_WEIGHTS: lambda p: save_file(model.adapter_state_dict(), str(p), metadata={"format": ADAPTER_FORMAT}),
+    }
+    if lora is not None and lora["enabled"]:
+        weights = {n: p.detach().contiguous() for n, p in lora_parameters(model).items()}
+        writers[LORA_CONFIG] = lambda p: p.write_text(json.dumps(lora, indent=2))
+        writers[LORA_WEIGHTS] = lambda p: save_file(weights, str(p))
+    return writers
+
+
+def save_final_adapter(model: TitansModel, output_dir: Path, lora: dict[str, Any]) -> None:
+    """Write the adapter files at the top of output_dir, each through a temp file and a rename."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    writers = adapter_writers(model, lora)
+    for name in [n for n in writers if n != ADAPTER_CONFIG] + [ADAPTER_CONFIG]:  # config last: it marks completion
+        tmp = output_dir / f".{name}.tmp-{os.getpid()}"
+        writers[name](tmp)
+        os.replace(tmp, output_dir / name)
+
+
+def load_trained(base, path: str | os.PathLike) -> TitansModel:
+    """load_adapter, plus the LoRA weights when the run trained LoRA."""
+    path = Path(path)
+    model = load_adapter(base, path)
+    if (path / LORA_CONFIG).is_file():
+        add_lora(model, json.loads((path / LORA_CONFIG).read_text()))
+        weights = load_file(str(path / LORA_WEIGHTS))
+        missing = set(lora_parameters(model)) - set(weights)
+        if missing:
+            raise ConfigError(f"{path / LORA_WEIGHTS} lacks LoRA weights {sorted(missing)[:3]}.")
+        model.load_state_dict(weights, strict=False)
+    return model
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Optimizer state as flat tensors (safetensors) plus the JSON-able rest."""
+    state = optimizer.state_dict()
+    tensors, extra = {}, {}
+    for pid, values in state["state"].items():
+        for key, value in values.items():
+            if isinstance(value, Tensor):
+                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+            else:
+                extra[f"{pid}.{key}"] = value
+    return tensors, {"param_groups": state["param_groups"], "extra": extra}
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+    state: dict[int, dict[str, Any]] = {}
+    for name, value in list(tensors.items()) + list(meta["extra"].items()):
+        pid, key = name.split(".", 1)
+        state.setdefault(int(pid), {})[key] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(output_dir: Path, step: int, model: TitansModel, optimizer, scheduler, recipe: dict[str, Any]) -> Path:
+    """checkpoints/step-N: adapter, LoRA, optimizer, scheduler, RNG states, data position; written then renamed."""
+    path = output_dir / CHECKPOINT_DIR / f"step-{step:07d}"
+    opt_tensors, opt_meta = _optimizer_tensors(optimizer)
+    rng = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        rng.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    py_state = random.getstate()
+    state = {
+        "step": step,
+        "samples_seen": step * recipe["batch_size"] * recipe["grad_accum"],
+        "scheduler": {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"},
+        "optimizer": opt_meta,
+        "python_rng": [py_state[0], list(py_state[1]), py_state[2]],
+        "trainable": list(trainable_parameters(model)),
+    }
+    writers = adapter_writers(model, recipe["lora"])
+    writers["optimizer.safetensors"] = lambda p: save_file(opt_tensors, str(p))
+    writers["rng.safetensors"] = lambda p: save_file(rng, str(p))
+    writers["trainer_state.json"] = lambda p: p.write_text(json.dumps(state, indent=2))
+    write_dir_atomically(path, writers)
+    checkpoints = sorted((output_dir / CHECKPOINT_DIR).glob("step-*"))
+    for old in checkpoints[: -recipe["keep_checkpoints"]]:
+        import shutil
+
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def latest_checkpoint(output_dir: Path) -> Path:
+    """The newest complete checkpoint (directories are renamed into place only when complete)."""
+    found = sorted(p for p in (output_dir / CHECKPOINT_DIR).glob("step-*") if (p / "trainer_state.json").is_file())
+    if not found:
+        raise FileNotFoundError(f"No checkpoint to resume from in '{output_dir / CHECKPOINT_DIR}'.")
+    return found[-1]
+
+
+def load_checkpoint(path: Path, model: TitansModel, optimizer, scheduler) -> int:
+    """Restore everything save_checkpoint wrote; returns the step to continue from."""
+    state = json.loads((path / "trainer_state.json").read_text())
+    names = list(trainable_parameters(model))
+    if state["trainable"] != names:
+        raise ConfigError(f"Checkpoint {path} was made for other trainable parameters (adapter or LoRA config changed).")
+    weights = load_file(str(path / ADAPTER_WEIGHTS))
+    if (path / LORA_WEIGHTS).is_file():
+        weights.update(load_file(str(path / LORA_WEIGHTS)))
+    params = trainable_parameters(model)
+    with torch.no_grad():
+        for name, p in params.items():
+            p.copy_(weights[name])
+    _load_optimizer(optimizer, load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+    scheduler.load_state_dict({**scheduler.state_dict(), **state["scheduler"]})
+    rng = load_file(str(path / "rng.safetensors"))
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available() and "cuda.0" in rng:
+        torch.cuda.set_rng_state_all([rng[f"cuda.{i}"] for i in range(torch.cuda.device_count()) if f"cuda.{i}" in rng])
+    version, internal, gauss = state["python_rng"]
+    random.setstate((version, tuple(internal), gauss))
+    return int(state["step"])
+
+
+# ----- evaluation ---------------------------------------------------------------------------------
+def window_losses(logits: Tensor, ids: Tensor, window: int) -> Tensor:
+    """Mean loss of the predictions made inside each window. logits (B, L, V), ids (B, L) -> (num_windows,)."""
+    losses = F.cross_entropy(logits[:, :-1].float().flatten(0, 1), ids[:, 1:].flatten(), reduction="none").view(ids.shape[0], -1)
+    losses = torch.cat([losses, torch.full_like(losses[:, :1], float("nan"))], dim=1)  # the last position predicts nothing
+    return losses.view(ids.shape[0], -1, window).nanmean(dim=(0, 2))
+
+
+@torch.no_grad()
+def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, Any], base_too: bool = False) -> dict[str, Any]:
+    """Validation loss by window index and synthetic answer accuracy, for the model (and the windowed base).
+
+    The windowed base is the frozen base reading each window alone: what the retrofit is at init.
+    """
+    window, n_win, batch = recipe["adapter"]["window"], recipe["data"]["windows_per_sample"], recipe["batch_size"]
+    device = model.device
+    results: dict[str, Any] = {}
+    samples = torch.from_numpy(val.samples[: recipe["eval_samples"]]).to(device)
+    sums = {"model": torch.zeros(n_win), "base": torch.zeros(n_win)}
+    for start in range(0, len(samples), batch):
+        ids = samples[start : start + batch]
+        sums["model"] += window_losses(model(ids).logits, ids, window).cpu() * len(ids)
+        if base_too:
+            base_logits = torch.cat(
+                [model.base(input_ids=ids[:, w : w + window]).logits for w in range(0, ids.shape[1], window)], 1
+            )
+            sums["base"] += window_losses(base_logits, ids, window).cpu() * len(ids)
+    results["val_loss_by_window"] = (sums["model"] / max(len(samples), 1)).tolist()
+    if base_too:
+        results["base_val_loss_by_window"] = (sums["base"] / max(len(samples), 1)).tolist()
+    data = recipe["data"]
+    correct = {"model": 0, "base": 0}
+    exact = {"model": 0, "base": 0}
+    total = 0
+    for index in range(recipe["eval_synthetic_samples"]):
+        sample = make_sample(
+            val.tokens,
+            tokenizer,
+            window=window,
+            windows=n_win,
+            tasks=data["synthetic_tasks"] or ["passkey"],
+            seed=recipe["seed"] + VAL_SEED_OFFSET,
+            index=index,
+            fact_window=data["fact_window"],
+            question_window=data["question_window"],
+        )
+        ids = torch.from_numpy(sample.ids).to(device).unsqueeze(0)
+        q_start = (sample.answer_span[0] // window) * window
+        a0, a1 = sample.answer_span
+        target = ids[0, a0:a1]
+        state = model(ids[:, :q_start], return_logits=False).memory_state
+        logits = model(ids[:, q_start:a1], memory_state=state).logits[0]
+        preds = {"model": logits[a0 - 1 - q_start : a1 - 1 - q_start].argmax(-1)}
+        if base_too:
+            base_logits = model.base(input_ids=ids[:, q_start:a1]).logits[0]
+            preds["base"] = base_logits[a0 - 1 - q_start : a1 - 1 - q_start].argmax(-1)
+        for key, pred in preds.items():
+            correct[key] += int((pred == target).sum())
+            exact[key] += int(bool((pred == target).all()))
+        total += len(target)
+    n = max(recipe["eval_synthetic_samples"], 1)
+    results["synthetic_token_accuracy"] = correct["model"] / max(total, 1)
+    results["synthetic_exact"] = exact["model"] / n
+    if base_too:
+        results["base_synthetic_token_accuracy"] = correct["base"] / max(total, 1)
+        results["base_synthetic_exact"] = exact["base"] / n
+    return results
+
+
+# ----- the loop -----------------------------------------------------------------------------------
+class MetricsLog:
+    """metrics.jsonl (and TensorBoard when installed and asked for), written by the main process."""
+
+    def __init__(self, output_dir: Path, enabled: bool, tensorboard: bool) -> None:
+        self.enabled = enabled
+        self.path = output_dir / METRICS_FILE
+        self.writer = None
+        if enabled and tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.writer = SummaryWriter(str(output_dir / "tensorboard"))
+            except ImportError:
+                self.writer = None
+
+    def log(self, record: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key != "step":
+                    self.writer.add_scalar(f"{record.get('type', 'train')}/{key}", value, record["step"])
+            self.writer.flush()
+
+
+class _StopFlag:
+    """Set by SIGINT/SIGTERM; the loop checkpoints and stops at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.signal: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> _StopFlag:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signal = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def _average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
+    """All-reduce (mean) the gradients over processes, as one flat buffer."""
+    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
+    flat = torch.cat([g.flatten() for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for p, g in zip(params, grads):
+        p.grad = flat[offset : offset + g.numel()].view_as(g).clone()
+        offset += g.numel()
+
+
+def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> dict[str, Any]:
+    """Run a recipe to max_steps; returns the final evaluation. Errors in the recipe, the machine or the
+    data surface before the model loads."""
+    from accelerate import Accelerator
+    from tqdm.auto import tqdm
+
+    validate_recipe(recipe)
+    cuda = torch.cuda.is_available()
+    check_environment(recipe, cuda)
+    precision = resolve_precision(recipe, cuda)
+    if recipe["num_threads"]:
+        torch.set_num_threads(recipe["num_threads"])
+    output_dir = Path(resume if resume is not None else recipe["output_dir"])
+    if resume is not None and not (output_dir / CHECKPOINT_DIR).is_dir():
+        raise FileNotFoundError(f"--resume {output_dir}: no '{CHECKPOINT_DIR}' folder there.")
+
+    accelerator = Accelerator(cpu=not cuda, mixed_precision="no" if precision == "fp32" else precision)
+    main, world, rank = accelerator.is_main_process, accelerator.num_processes, accelerator.process_index
+    say = accelerator.print
+
+    data = recipe["data"]
+    docs = load_documents(
+        data["path"],
+        text_field=data["text_field"],
+        hub_config=data["hub_config"],
+        split=data["split"],
+        streaming=data["streaming"],
+        max_documents=data["max_documents"],
+    )
+    tokenizer = load_tokenizer(recipe["model"], recipe["trust_remote_code"])
+    train_split, val_split = prepare_splits(
+        docs,
+        tokenizer,
+        window=recipe["adapter"]["window"],
+        windows_per_sample=data["windows_per_sample"],
+        val_fraction=data["val_fraction"],
+        seed=recipe["seed"],
+        short_docs=data["short_docs"],
+    )
+    say(train_split.stats.summary("train"))
+    say(val_split.stats.summary("validation"))
+
+    torch.manual_seed(recipe["seed"])
+    random.seed(recipe["seed"])
+    model, _ = build_model(recipe, accelerator.device, precision)
+    optimizer = accelerator.prepare(make_optimizer(model, recipe))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe))
+    params = list(trainable_parameters(model).values())
+    if main:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        tmp = output_dir / f".recipe.yaml.tmp-{os.getpid()}"
+        tmp.write_text(dump_recipe(recipe))
+        os.replace(tmp, output_dir / "recipe.yaml")
+    log = MetricsLog(output_dir, main, recipe["tensorboard"])
+    counts = model.parameter_counts()
+    say(
+        f"trainable {sum(p.numel() for p in params):,} parameters; base {counts['base']:,} frozen; {world} process(es); {precision}"
+    )
+
+    step = 0
+    if resume is not None:
+        checkpoint = latest_checkpoint(output_dir)
+        step = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        say(f"resumed from {checkpoint} at step {step}")
+    stream = SampleStream(train_split, tokenizer, recipe)
+    sample_len = recipe["adapter"]["window"] * data["windows_per_sample"]
+    syn_weight, nat_weight = 1.0, data["natural_loss_weight"]
+
+    if step == 0 and main and recipe["eval_every"]:
+        model.eval()
+        result = evaluate(model, val_split, tokenizer, recipe, base_too=True)
+        log.log({"type": "eval", "step": 0, **result})
+        say(f"eval step 0: {format_eval(result)}")
+    bar = tqdm(total=recipe["max_steps"], initial=step, disable=not main, desc="train", dynamic_ncols=True)
+    started, tokens_done = time.time(), 0
+    with _StopFlag() as stop:
+        while step < recipe["max_steps"]:
+            if recipe["max_train_minutes"] and time.time() - started > 60 * recipe["max_train_minutes"]:
+                say(f"time budget of {recipe['max_train_minutes']} minutes reached at step {step}; stopping early")
+                break
+            model.train()
+            if not recipe["gradient_checkpointing"]:
+                model.base.eval()  # frozen: no dropout; transformers checkpoints only in training mode
+            optimizer.zero_grad(set_to_none=True)
+            parts = torch.zeros(3)  # weighted loss, synthetic answer loss, natural loss (means over micro-steps)
+            for micro in range(recipe["grad_accum"]):
+                batch = stream.batch(micro_batch_indices(step, micro, rank, recipe, world), accelerator.device)
+                kinds = ((batch.syn_ids, batch.syn_labels, syn_weight, 1), (batch.nat_ids, batch.nat_labels, nat_weight, 2))
+                for ids, labels, weight, slot in kinds:
+                    if ids is None or weight == 0:
+                        continue
+                    with accelerator.autocast():
+                        loss = model(ids, labels=labels, return_logits=False).loss
+                    # Weighted by its share of the micro-batch: the mean over samples, whatever the process count.
+                    share = weight * ids.shape[0] / recipe["batch_size"] / recipe["grad_accum"]
+                    accelerator.backward(loss * share)
+                    parts[0] += loss.item() * share
+                    parts[slot] += loss.item() / recipe["grad_accum"]
+            if world > 1:
+                _average_gradients(params, world)
+                torch.distributed.all_reduce(parts)
+                parts /= world
+            loss_total = parts[0].item()
+            grad_norm = accelerator.clip_grad_norm_(params, recipe["grad_clip"]) if recipe["grad_clip"] else None
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            tokens_done += recipe["batch_size"] * recipe["grad_accum"] * world * sample_len
+            elapsed = time.time() - started
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss_total:.4f}", tok_s=f"{tokens_done / elapsed:.0f}")
+            if step % recipe["log_every"] == 0 or step == recipe["max_steps"]:
+                record = {"type": "train", "step": step, "loss": loss_total, "tokens_per_s": tokens_done / elapsed}
+                record.update({"loss_synthetic": parts[1].item(), "loss_natural": parts[2].item()})
+                record.update({f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups})
+                if grad_norm is not None:
+                    record["grad_norm"] = float(grad_norm)
+                log.log({**record, **gate_stats(model)})
+            if recipe["eval_every"] and step % recipe["eval_every"] == 0 and step < recipe["max_steps"] and main:
+                model.eval()
+                result = evaluate(model, val_split, tokenizer, recipe)
+                log.log({"type": "eval", "step": step, **result})
+                bar.write(f"eval step {step}: {format_eval(result)}")
+            signalled = stop.signal is not None
+            if world > 1:
+                flag = torch.tensor([float(signalled)], device=accelerator.device)
+                torch.distributed.all_reduce(flag)
+                signalled = bool(flag.item())
+            if (recipe["save_every"] and step % recipe["save_every"] == 0) or signalled:
+                if main:
+                    save_checkpoint(output_dir, step, model, optimizer, scheduler, recipe)
+                accelerator.wait_for_everyone()
+            if signalled:
+                bar.close()
+                raise TrainingInterrupted(f"Stopped by signal {stop.signal} at step {step}; resume with --resume {output_dir}.")
+    bar.close()
+    result: dict[str, Any] = {}
+    if main:
+        save_checkpoint(output_dir, step, model, optimizer, scheduler, recipe)
+        save_final_adapter(model, output_dir, recipe["lora"])
+        model.eval()
+        result = evaluate(model, val_split, tokenizer, recipe, base_too=True)
+        result["train_seconds"] = time.time() - started
+        log.log({"type": "eval", "step": step, **result, **gate_stats(model)})
+        say(f"eval step {step}: {format_eval(result)}")
+        tmp = output_dir / f".eval.json.tmp-{os.getpid()}"
+        tmp.write_text(json.dumps(result, indent=2))
+        os.replace(tmp, output_dir / "eval.json")
+    accelerator.wait_for_everyone()
+    return result
+
+
+def format_eval(result: dict[str, Any]) -> str:
+    """One line: loss by window (model, and base when present) and synthetic accuracy."""
+    text = "val loss by window " + " ".join(f"{x:.4f}" for x in result["val_loss_by_window"])
+    if "base_val_loss_by_window" in result:
+        text += " (windowed base " + " ".join(f"{x:.4f}" for x in result["base_val_loss_by_window"]) + ")"
+    text += f"; synthetic token acc {result['synthetic_token_accuracy']:.3f}"
+    if "base_synthetic_token_accuracy" in result:
+        text += f" (windowed base {result['base_synthetic_token_accuracy']:.3f})"
+    return text
