@@ -95,6 +95,7 @@ def machine_info(device: torch.device) -> dict[str, Any]:
     info["cpu"] = platform.processor() or platform.machine()
     info["cpu_count"] = os.cpu_count()
     info["torch_threads"] = torch.get_num_threads()
+    info["load_average_at_start"] = os.getloadavg()  # other processes' load skews CPU timings; ratios less so
     if device.type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(device)
     return info

@@ -40,8 +40,8 @@ step() {  # step NAME SECONDS ARGS... : one bench.py run with its own limit, log
 if [ "$SMALL" = 1 ]; then
     step memory 300 --sections memory --memory-case 64,2,16,16,256,1 --memory-case 128,4,32,64,512,2 --repeats 1
     for arch in smollm2-135m; do
-        step "$arch" 300 --sections training,inference,flops --base "$arch" --dtype "$DTYPE" --window 128 --windows 2 \
-            --lengths 256,512 --max-base-length 512 --repeats 1
+        step "$arch" 900 --sections training,inference,flops --base "$arch" --dtype "$DTYPE" --window 128 --windows 2 \
+            --layers 8 --lengths 256,512 --max-base-length 256 --repeats 1
     done
 else
     step memory 170 --sections memory --memory-grid gpu --memory-budget-s 130 --repeats 3

@@ -12,6 +12,7 @@ hits both sides alike. titans-pytorch is optional (pip install titans-adapter[be
 from __future__ import annotations
 
 import gc
+import inspect
 import statistics
 import threading
 import time
@@ -24,7 +25,7 @@ from torch import Tensor, nn
 
 from .config import TitansConfig
 from .flops import base_flops_from_config, memory_flops
-from .memory import LayerMemoryState, NeuralMemory
+from .memory import LayerMemoryState
 
 
 def synchronize(device: torch.device) -> None:
@@ -123,13 +124,21 @@ def titans_pytorch_available() -> str | None:
 
 
 def bench_memory_case(case: MemoryCase, device: torch.device, repeats: int = 3, with_reference: bool = True) -> dict[str, Any]:
-    """Forward+backward tokens/s of our memory and of titans-pytorch's on the same input, and their ratio."""
+    """Forward+backward tokens/s of our memory and of titans-pytorch's on the same input, and their ratio.
+
+    Ours is the retrofit's whole branch (RMSNorm, projections, memory, output projection back to dim, gate),
+    the same work as titans-pytorch's module (pre-norm, projections, memory, retrieve gate, head combination).
+    """
+    from .retrofit import MemoryBranch
+
     torch.manual_seed(0)
-    ours = NeuralMemory(case.dim, titans_config_for(case)).to(device)
+    ours = MemoryBranch(case.dim, titans_config_for(case)).to(device)
+    with torch.no_grad():
+        ours.gate.fill_(1.0)  # an open gate, as after training (the zero init would not change the cost)
     x = torch.randn(case.batch, case.seq, case.dim, device=device, requires_grad=True)
 
     def run_ours() -> None:
-        y, _ = ours(x, ours.initial_state(case.batch, device))
+        y, _ = ours(x, ours.memory.initial_state(case.batch, device))
         y.sum().backward()
 
     fns = [run_ours]
@@ -345,8 +354,10 @@ def read_base(base: nn.Module, ids: Tensor, piece: int) -> None:
     from transformers import DynamicCache
 
     cache = DynamicCache(config=base.config)
+    # transformers 5.x renamed `past_key_values` to `cache`; pass whichever this version takes.
+    name = "cache" if "cache" in inspect.signature(base.model.forward).parameters else "past_key_values"
     for start in range(0, ids.shape[1], piece):
-        base.model(input_ids=ids[:, start : start + piece], past_key_values=cache, use_cache=True)
+        base.model(input_ids=ids[:, start : start + piece], use_cache=True, **{name: cache})
 
 
 def bench_inference(
@@ -459,6 +470,6 @@ def quantize_4bit(model: nn.Module) -> nn.Module:
                         compute_dtype=torch.bfloat16,
                         quant_type="nf4",
                     )
-                    q.weight = bnb.nn.Params4bit(child.weight.data.cpu(), requires_grad=False, quant_type="nf4")
+                    q.weight = bnb.nn.Params4bit(child.weight.data, requires_grad=False, quant_type="nf4")  # quantized by .to()
                     setattr(parent, name, q.to(child.weight.device))
     return model
