@@ -172,6 +172,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         grid = bm.memory_grid(quick=(args.memory_grid or ("quick" if args.quick else "full")) == "quick")
         if args.memory_grid == "gpu":
             grid = [c for c in bm.memory_grid(quick=False) if c.seq == 8192 and (c.dim, c.heads) in ((576, 4), (2048, 8))]
+            # Most informative first, so that a --memory-budget-s cut leaves a spread of configurations.
+            grid.sort(key=lambda c: (c.batch, c.refresh != "every_chunk", -c.chunk, c.dim))
         if args.memory_case:
             values = [tuple(int(v) for v in text.split(",")) for text in args.memory_case]
             grid = [bm.MemoryCase(*v, refresh=r) for r in bm.REFRESH_MODES for v in values]

@@ -44,12 +44,12 @@ if [ "$SMALL" = 1 ]; then
             --layers 8 --lengths 256,512 --max-base-length 256 --repeats 1
     done
 else
-    step memory 170 --sections memory --memory-grid gpu --memory-budget-s 130 --repeats 3
+    step memory 150 --sections memory --memory-grid gpu --memory-budget-s 110 --repeats 3
     step smollm2-135m 70 --sections training,inference,flops --base smollm2-135m --dtype "$DTYPE" --window 512 --windows 4 \
         --batch 4 --lengths 4096,16384,65536,262144 --base-piece 4096
     step llama-3.2-1b 80 --sections training,inference,flops --base llama-3.2-1b --dtype "$DTYPE" --window 512 --windows 4 \
         --batch 4 --heads 8 --head-dim 128 --lengths 4096,16384,65536,262144 --max-base-length 32768 --base-piece 4096
-    step llama-3.1-8b 110 --sections training,inference,flops --base llama-3.1-8b --dtype "$DTYPE" --window 512 --windows 4 \
+    step llama-3.1-8b 100 --sections training,inference,flops --base llama-3.1-8b --dtype "$DTYPE" --window 512 --windows 4 \
         --batch 1 --heads 8 --head-dim 128 --lengths 4096,16384,65536,262144 --max-base-length 32768 --base-piece 4096
     if $PY -c "import bitsandbytes" 2>/dev/null; then
         step llama-3.1-8b-nf4 60 --sections training,inference --base llama-3.1-8b --dtype "$DTYPE" --quant4 --window 512 \
