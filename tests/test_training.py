@@ -85,6 +85,7 @@ def test_a_few_steps_reduce_the_validation_loss(tiny_dir, tmp_path):
     recipe = recipe_of(tiny_recipe(tiny_dir, out, max_steps=25, eval_every=25), "data.synthetic_fraction=0")
     result = train(recipe)
     base, trained = result["base_val_loss_by_window"], result["val_loss_by_window"]
+    assert result["reset_val_loss_by_window"][0] == pytest.approx(trained[0], abs=1e-5)  # window 0 has nothing to carry
     assert sum(trained[1:]) < sum(base[1:]) - 0.05, (trained, base)
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert '"type": "eval", "step": 0' in lines[0]  # the first eval: the untrained retrofit equals the windowed base

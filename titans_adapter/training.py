@@ -362,29 +362,32 @@ def window_losses(logits: Tensor, ids: Tensor, window: int) -> Tensor:
 
 @torch.no_grad()
 def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, Any], base_too: bool = False) -> dict[str, Any]:
-    """Validation loss by window index and synthetic answer accuracy, for the model (and the windowed base).
-
-    The windowed base is the frozen base reading each window alone: what the retrofit is at init.
+    """Validation loss by window index and synthetic answer accuracy, for the model; with base_too also for
+    the windowed base (the frozen base reading each window alone: the retrofit at init) and for the model with
+    its memory reset at every window (the `reset_*` keys: what carrying the memory across windows adds).
     """
     window, n_win, batch = recipe["adapter"]["window"], recipe["data"]["windows_per_sample"], recipe["batch_size"]
     device = model.device
     results: dict[str, Any] = {}
     samples = torch.from_numpy(val.samples[: recipe["eval_samples"]]).to(device)
-    sums = {"model": torch.zeros(n_win), "base": torch.zeros(n_win)}
+    sums = {"model": torch.zeros(n_win), "base": torch.zeros(n_win), "reset": torch.zeros(n_win)}
     for start in range(0, len(samples), batch):
         ids = samples[start : start + batch]
         sums["model"] += window_losses(model(ids).logits, ids, window).cpu() * len(ids)
         if base_too:
-            base_logits = torch.cat(
-                [model.base(input_ids=ids[:, w : w + window]).logits for w in range(0, ids.shape[1], window)], 1
-            )
+            pieces = range(0, ids.shape[1], window)
+            base_logits = torch.cat([model.base(input_ids=ids[:, w : w + window]).logits for w in pieces], 1)
             sums["base"] += window_losses(base_logits, ids, window).cpu() * len(ids)
+            # The same adapter with its memory reset at every window: what carrying the memory adds.
+            reset_logits = torch.cat([model(ids[:, w : w + window]).logits for w in pieces], 1)
+            sums["reset"] += window_losses(reset_logits, ids, window).cpu() * len(ids)
     results["val_loss_by_window"] = (sums["model"] / max(len(samples), 1)).tolist()
     if base_too:
         results["base_val_loss_by_window"] = (sums["base"] / max(len(samples), 1)).tolist()
+        results["reset_val_loss_by_window"] = (sums["reset"] / max(len(samples), 1)).tolist()
     data = recipe["data"]
-    correct = {"model": 0, "base": 0}
-    exact = {"model": 0, "base": 0}
+    correct = {"model": 0, "base": 0, "reset": 0}
+    exact = {"model": 0, "base": 0, "reset": 0}
     total = 0
     for index in range(recipe["eval_synthetic_samples"]):
         sample = make_sample(
@@ -404,10 +407,11 @@ def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, 
         target = ids[0, a0:a1]
         state = model(ids[:, :q_start], return_logits=False).memory_state
         logits = model(ids[:, q_start:a1], memory_state=state).logits[0]
-        preds = {"model": logits[a0 - 1 - q_start : a1 - 1 - q_start].argmax(-1)}
+        answer = slice(a0 - 1 - q_start, a1 - 1 - q_start)
+        preds = {"model": logits[answer].argmax(-1)}
         if base_too:
-            base_logits = model.base(input_ids=ids[:, q_start:a1]).logits[0]
-            preds["base"] = base_logits[a0 - 1 - q_start : a1 - 1 - q_start].argmax(-1)
+            preds["base"] = model.base(input_ids=ids[:, q_start:a1]).logits[0, answer].argmax(-1)
+            preds["reset"] = model(ids[:, q_start:a1]).logits[0, answer].argmax(-1)
         for key, pred in preds.items():
             correct[key] += int((pred == target).sum())
             exact[key] += int(bool((pred == target).all()))
@@ -418,6 +422,7 @@ def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, 
     if base_too:
         results["base_synthetic_token_accuracy"] = correct["base"] / max(total, 1)
         results["base_synthetic_exact"] = exact["base"] / n
+        results["reset_synthetic_token_accuracy"] = correct["reset"] / max(total, 1)
     return results
 
 
@@ -638,7 +643,11 @@ def format_eval(result: dict[str, Any]) -> str:
     text = "val loss by window " + " ".join(f"{x:.4f}" for x in result["val_loss_by_window"])
     if "base_val_loss_by_window" in result:
         text += " (windowed base " + " ".join(f"{x:.4f}" for x in result["base_val_loss_by_window"]) + ")"
+    if "reset_val_loss_by_window" in result:
+        text += " (memory reset every window " + " ".join(f"{x:.4f}" for x in result["reset_val_loss_by_window"]) + ")"
     text += f"; synthetic token acc {result['synthetic_token_accuracy']:.3f}"
+    if "reset_synthetic_token_accuracy" in result:
+        text += f" (memory reset {result['reset_synthetic_token_accuracy']:.3f})"
     if "base_synthetic_token_accuracy" in result:
         text += f" (windowed base {result['base_synthetic_token_accuracy']:.3f})"
     return text
