@@ -157,3 +157,20 @@ def test_reading_without_logits_skips_upper_layers_but_writes_the_same_memory(ti
         a = model(more, memory_state=lean.memory_state).logits
         b = model(more, memory_state=full.memory_state).logits
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_a_state_can_be_continued_twice(tiny_model):
+    """Two continuations of one state (e.g. two questions about one document) do not disturb each other."""
+    ids = torch.randint(0, 128, (1, 45))  # ends inside a window: the state holds a KV cache
+    first, second = torch.randint(0, 128, (1, 6)), torch.randint(0, 128, (1, 9))
+    with torch.no_grad():
+        state = tiny_model(ids).memory_state
+        a = tiny_model(first, memory_state=state)
+        b = tiny_model(second, memory_state=state)
+        a_again = tiny_model(first, memory_state=state).logits
+        a_more = tiny_model(second, memory_state=a.memory_state).logits
+        expected_b = tiny_model(torch.cat([ids, second], dim=1)).logits[:, 45:]
+        expected_a_more = tiny_model(torch.cat([ids, first, second], dim=1)).logits[:, 51:]
+    torch.testing.assert_close(b.logits, expected_b, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a_again, a.logits, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(a_more, expected_a_more, rtol=1e-5, atol=1e-5)

@@ -215,7 +215,7 @@ class TitansModel(nn.Module):
         memory layer run (they are all the memory needs) and the logits are None.
         """
         embeds = self.base.get_input_embeddings()(ids)
-        cache = state.cache
+        cache = state.own_cache()
         skip = 0
         if state.window_pos == 0:
             cache = DynamicCache(config=self.base.config)

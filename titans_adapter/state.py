@@ -18,6 +18,9 @@ class MemoryState:
     tokens_seen: real tokens read so far (the same for every stream of the batch).
     cache: the frozen attention's KV cache of the unfinished window (prefix included), else None.
     recent_ids: the last `overlap` tokens read (B, <= overlap), re-read at the next window start.
+    cache_length: positions of `cache` that belong to this state. forward() appends to the cache object
+    in place; when a state is continued a second time its cache has grown past this length, and the
+    continuation then works on a copy cut back to it (see `cache_prefix`), so both branches stay right.
     """
 
     layers: dict[int, LayerMemoryState]
@@ -25,6 +28,17 @@ class MemoryState:
     cache: Cache | None = None
     recent_ids: Tensor | None = None
     window: int = field(default=0, repr=False)
+    cache_length: int | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.cache is not None and self.cache_length is None:
+            self.cache_length = self.cache.get_seq_length()
+
+    def own_cache(self) -> Cache | None:
+        """The cache to continue this state with: the shared object, or a cut copy if it was extended since."""
+        if self.cache is None or self.cache.get_seq_length() == self.cache_length:
+            return self.cache
+        return cache_prefix(self.cache, self.cache_length)
 
     @property
     def batch_size(self) -> int:
@@ -43,15 +57,12 @@ class MemoryState:
             cache=self.cache,
             recent_ids=self.recent_ids,
             window=self.window,
+            cache_length=self.cache_length,
         )
 
     # ----- copies, batch rows and flat tensors (generation and saving) ---------------------------------
     def copy(self) -> MemoryState:
-        """A state whose KV cache is a new object (tensors shared, never written in place).
-
-        forward() appends to `cache` in place, so a state that will be continued twice (one memorized
-        document, several questions) must be copied first.
-        """
+        """A state whose KV cache is a new object (tensors shared, never written in place)."""
         return self._with(lambda t: t, lambda t: t)
 
     def select(self, rows: slice | list[int]) -> MemoryState:
@@ -70,7 +81,7 @@ class MemoryState:
     def _with(self, fn_memory, fn_cache) -> MemoryState:
         cache = None
         if self.cache is not None:
-            kv = [(fn_cache(k), fn_cache(v)) for k, v in cache_key_values(self.cache)]
+            kv = [(fn_cache(k), fn_cache(v)) for k, v in cache_key_values(self.own_cache())]
             cache = DynamicCache(ddp_cache_data=kv)
         return MemoryState(
             layers={i: s.map(fn_memory) for i, s in self.layers.items()},
@@ -92,7 +103,7 @@ class MemoryState:
             for name, t in s.tensors().items():
                 out[f"memory.{layer}.{name}"] = t.detach().contiguous().clone()
         if self.cache is not None:
-            for i, (k, v) in enumerate(cache_key_values(self.cache)):
+            for i, (k, v) in enumerate(cache_key_values(self.own_cache())):
                 out[f"cache.{i}.keys"] = k.detach().contiguous().clone()
                 out[f"cache.{i}.values"] = v.detach().contiguous().clone()
         if self.recent_ids is not None:
@@ -120,3 +131,8 @@ class MemoryState:
 def cache_key_values(cache: Cache) -> list[tuple[Tensor, Tensor]]:
     """(keys, values) per attention layer of a filled KV cache, each (B, kv_heads, n, head_dim)."""
     return [(layer.keys, layer.values) for layer in cache.layers]
+
+
+def cache_prefix(cache: Cache, length: int) -> DynamicCache:
+    """A new cache holding the first `length` positions of `cache` (views, autograd-safe)."""
+    return DynamicCache(ddp_cache_data=[(k[:, :, :length], v[:, :, :length]) for k, v in cache_key_values(cache)])
