@@ -64,6 +64,8 @@ class TitansLM(HFLM):
                 raise ValueError(
                     "TitansLM needs an adapter directory (adapter=...); for the base alone use lm-eval's 'hf' model."
                 )
+            if device is None or (str(device).startswith("cuda") and not torch.cuda.is_available()):
+                device = "cuda" if torch.cuda.is_available() else "cpu"  # lm-eval's CLI passes device="cuda" by default
             base, loaded_tokenizer = load_base_model(pretrained, dtype=dtype, device=device)
             model = load_adapter(base, adapter)
             tokenizer = tokenizer or loaded_tokenizer

@@ -196,6 +196,7 @@ def render_plots(results: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         if s in ppl["by_window"]:
             ax.plot(range(len(ppl["by_window"][s])), [p for p, _ in ppl["by_window"][s]], marker="o", label=s)
     ax.set(xlabel=f"window index ({ppl['window']} tokens each)", ylabel="perplexity", title="Perplexity by window")
+    _log_if_wide(ax, [p for rows in ppl["by_window"].values() for p, _ in rows])
     ax.legend()
     plots["ppl_window"] = _save(fig, out_dir / "ppl_by_window.png")
 
@@ -206,6 +207,7 @@ def render_plots(results: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         if rows:
             ax.plot([width * (i + 0.5) for i in range(len(rows))], [p for p, _ in rows], marker="o", label=s)
     ax.set(xlabel="position inside the window (tokens)", ylabel="perplexity", title="Perplexity by position in a window")
+    _log_if_wide(ax, [p for rows in ppl["by_position"]["ppl"].values() for p, _ in rows])
     ax.legend()
     plots["ppl_position"] = _save(fig, out_dir / "ppl_by_position.png")
 
@@ -253,6 +255,13 @@ def render_plots(results: dict[str, Any], out_dir: Path) -> dict[str, Any]:
         ax1.legend()
         plots["cost"] = _save(fig, out_dir / "cost.png")
     return plots
+
+
+def _log_if_wide(ax: Any, values: list[float]) -> None:
+    """A log y axis when the curves span more than 10x (a diverging system would flatten the others)."""
+    finite = [v for v in values if v is not None and math.isfinite(v) and v > 0]
+    if finite and max(finite) > 10 * min(finite):
+        ax.set_yscale("log")
 
 
 def _save(fig: Any, path: Path) -> str:
