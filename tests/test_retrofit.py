@@ -174,3 +174,16 @@ def test_a_state_can_be_continued_twice(tiny_model):
     torch.testing.assert_close(b.logits, expected_b, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a_again, a.logits, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(a_more, expected_a_more, rtol=1e-5, atol=1e-5)
+
+
+def test_branch_output_stays_bounded_when_memory_weights_blow_up(tiny_model):
+    """A memory whose weights drifted far (a long stream) cannot push the residual stream arbitrarily far."""
+    branch = tiny_model.memories["0"]
+    hidden = torch.randn(1, 16, 64)
+    state = branch.memory.initial_state(1)
+    huge = state.map(lambda t: t * 1e4)
+    with torch.no_grad():
+        out, _ = branch(hidden, huge)
+    bound = branch.gate.abs().max() * torch.linalg.matrix_norm(branch.out_proj.weight, ord=2) * branch.memory.config.num_heads**0.5
+    assert torch.isfinite(out).all()
+    assert (out - hidden).norm(dim=-1).max() <= bound * 1.001

@@ -52,7 +52,11 @@ class TitansOutput(ModelOutput):
 
 
 class MemoryBranch(nn.Module):
-    """The side branch of one decoder layer: norm -> neural memory -> output projection -> zero-init gate."""
+    """The side branch of one decoder layer: norm -> neural memory -> per-head L2 norm -> output projection -> gate.
+
+    The retrieved vector of each head is L2-normalized (the values it learns to return are unit vectors),
+    so however the memory's weights drift over a long stream, the branch adds at most |g| * ||W_o|| * sqrt(H).
+    """
 
     def __init__(self, hidden_size: int, config: TitansConfig, eps: float = 1e-5) -> None:
         super().__init__()
@@ -64,7 +68,9 @@ class MemoryBranch(nn.Module):
     def forward(self, hidden: Tensor, state: LayerMemoryState) -> tuple[Tensor, LayerMemoryState]:
         """hidden (B, T, hidden_size) -> hidden plus the gated retrieval, and the written state."""
         with torch.autocast(device_type=hidden.device.type, enabled=False):
-            retrieved, state = self.memory(self.norm(hidden.float()), state)
+            retrieved, state = self.memory(self.norm(hidden.float()), state)  # (B, T, H * head_dim)
+            heads = self.memory.config.num_heads
+            retrieved = F.normalize(retrieved.unflatten(-1, (heads, -1)), dim=-1).flatten(-2)
             delta = self.gate * self.out_proj(retrieved)
         return hidden + delta.to(hidden.dtype), state
 
