@@ -184,6 +184,8 @@ def test_branch_output_stays_bounded_when_memory_weights_blow_up(tiny_model):
     huge = state.map(lambda t: t * 1e4)
     with torch.no_grad():
         out, _ = branch(hidden, huge)
-    bound = branch.gate.abs().max() * torch.linalg.matrix_norm(branch.out_proj.weight, ord=2) * branch.memory.config.num_heads**0.5
+    bound = (
+        branch.gate.abs().max() * torch.linalg.matrix_norm(branch.out_proj.weight, ord=2) * branch.memory.config.num_heads**0.5
+    )
     assert torch.isfinite(out).all()
     assert (out - hidden).norm(dim=-1).max() <= bound * 1.001

@@ -1,6 +1,7 @@
 """titans-adapter: give a frozen open-weight LLM a Titans long-term neural memory."""
 
 from .config import ConfigError, TitansConfig
+from .generation import GenerateOutput, MemoryStateError
 from .memory import LayerMemoryState, NeuralMemory
 from .models import ModelLoadError, UnsupportedModelError, load_base_model
 from .retrofit import AdapterError, TitansModel, TitansOutput, load_adapter, retrofit
@@ -9,8 +10,10 @@ from .state import MemoryState
 __all__ = [
     "AdapterError",
     "ConfigError",
+    "GenerateOutput",
     "LayerMemoryState",
     "MemoryState",
+    "MemoryStateError",
     "ModelLoadError",
     "NeuralMemory",
     "TitansConfig",
