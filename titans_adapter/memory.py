@@ -26,17 +26,8 @@ from torch import Tensor, nn
 from .config import TitansConfig
 
 
-def silu_grad(z: Tensor) -> Tensor:
-    """d/dz of z * sigmoid(z), written with differentiable ops."""
-    s = torch.sigmoid(z)
-    return s * (1 + z * (1 - s))
-
-
-def mlp_forward(weights: list[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """Residual MLP memory. weights[i]: (..., d_in, d_out); x: (..., rows, head_dim).
-
-    Returns the output and what the closed-form backward needs: pre-activations and layer inputs.
-    """
+def mlp_branch(weights: list[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """mlp_forward without the residual: M(x) - x, pre-activations and layer inputs."""
     pre_acts: list[Tensor] = []
     inputs = [x]
     a = x
@@ -46,6 +37,15 @@ def mlp_forward(weights: list[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor],
             pre_acts.append(z)
             a = F.silu(z)
             inputs.append(a)
+    return z, pre_acts, inputs
+
+
+def mlp_forward(weights: list[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """Residual MLP memory M(x) = x + MLP(x). weights[i]: (..., d_in, d_out); x: (..., rows, head_dim).
+
+    Returns the output and what the closed-form backward needs: pre-activations and layer inputs.
+    """
+    z, pre_acts, inputs = mlp_branch(weights, x)
     return x + z, pre_acts, inputs
 
 
@@ -63,20 +63,6 @@ def mlp_weight_grads(weights: list[Tensor], pre_acts: list[Tensor], inputs: list
 def silu_grad_from(z: Tensor, a: Tensor) -> Tensor:
     """silu'(z) given a = silu(z): sigmoid(z) (1 - a) + a, three kernels instead of five."""
     return torch.addcmul(a, torch.sigmoid(z), 1 - a)
-
-
-def mlp_branch(weights: list[Tensor], x: Tensor) -> tuple[Tensor, list[Tensor], list[Tensor]]:
-    """mlp_forward without the residual: M(x) - x, pre-activations and layer inputs."""
-    pre_acts: list[Tensor] = []
-    inputs = [x]
-    a = x
-    for i, w in enumerate(weights):
-        z = a @ w
-        if i < len(weights) - 1:
-            pre_acts.append(z)
-            a = F.silu(z)
-            inputs.append(a)
-    return z, pre_acts, inputs
 
 
 @dataclass
