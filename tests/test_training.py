@@ -31,7 +31,7 @@ ENV = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1", "TOKENI
 @pytest.fixture(scope="module")
 def tiny_dir(tmp_path_factory) -> Path:
     """A tiny random Llama saved with the embedded model's tokenizer: a local model directory."""
-    from titans_adapter.training import load_tokenizer
+    from titans_adapter.models import load_tokenizer
 
     path = tmp_path_factory.mktemp("tiny")
     tokenizer = load_tokenizer("default")

@@ -50,6 +50,28 @@ def check_supported(model: PreTrainedModel) -> None:
         )
 
 
+def resolve_source(name: str | None) -> tuple[str, str | None, str]:
+    """(directory or hub id, GGUF file name or None, a description of what is tried) for a model name."""
+    if name in (None, "", DEFAULT_MODEL):
+        gguf = default_model_file()
+        return str(gguf.parent), gguf.name, f"the embedded GGUF file {gguf}"
+    if os.path.isdir(name):
+        return name, None, f"the local directory {name}"
+    if os.path.exists(name):
+        raise ModelLoadError(f"'{name}' is a file, not a model directory (for a GGUF file, pass its directory).")
+    return name, None, f"the hub id '{name}' (local directory not found)"
+
+
+def load_tokenizer(name: str = DEFAULT_MODEL, trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+    """The base's tokenizer alone (cheap: data problems can surface before the model loads)."""
+    source, gguf_file, tried = resolve_source(name)
+    kwargs = {"gguf_file": gguf_file} if gguf_file else {}
+    try:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code, **kwargs)
+    except Exception as exc:  # noqa: BLE001 - rewrapped with what was tried
+        raise ModelLoadError(f"Could not load the tokenizer from {tried}: {type(exc).__name__}: {exc}") from exc
+
+
 def load_base_model(
     name: str = DEFAULT_MODEL,
     *,
@@ -76,19 +98,11 @@ def load_base_model(
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype or torch.bfloat16
         )
-    if name in (None, "", DEFAULT_MODEL):
-        gguf = default_model_file()
-        source, kwargs["gguf_file"], tried = str(gguf.parent), gguf.name, f"the embedded GGUF file {gguf}"
-    elif os.path.isdir(name):
-        source, tried = name, f"the local directory {name}"
-    elif os.path.exists(name):
-        raise ModelLoadError(f"'{name}' is a file, not a model directory (for a GGUF file, pass its directory).")
-    else:
-        source, tried = name, f"the hub id '{name}' (local directory not found)"
+    source, gguf_file, tried = resolve_source(name)
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    tokenizer = load_tokenizer(name, trust_remote_code)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(
-            source, **{k: v for k, v in kwargs.items() if k in ("gguf_file", "trust_remote_code")}
-        )
         model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
     except Exception as exc:  # noqa: BLE001 - rewrapped with what was tried
         raise ModelLoadError(f"Could not load base model from {tried}: {type(exc).__name__}: {exc}") from exc

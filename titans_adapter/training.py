@@ -26,7 +26,7 @@ from torch import Tensor
 
 from .config import ConfigError, TitansConfig
 from .data import PackedSplit, load_documents, prepare_splits
-from .models import DEFAULT_MODEL, ModelLoadError, default_model_file, load_base_model
+from .models import load_base_model, load_tokenizer
 from .recipe import check_environment, dump_recipe, validate_recipe
 from .retrofit import (
     ADAPTER_CONFIG,
@@ -119,21 +119,6 @@ def micro_batch_indices(step: int, micro: int, rank: int, recipe: dict[str, Any]
 
 
 # ----- model --------------------------------------------------------------------------------------
-def load_tokenizer(name: str, trust_remote_code: bool = False):
-    """The base's tokenizer alone (cheap), so data problems surface before the model loads."""
-    from transformers import AutoTokenizer
-
-    try:
-        if name in ("", DEFAULT_MODEL):
-            gguf = default_model_file()
-            return AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-        return AutoTokenizer.from_pretrained(name, trust_remote_code=trust_remote_code)
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - rewrapped with what was tried
-        raise ModelLoadError(f"Could not load the tokenizer of '{name}': {type(exc).__name__}: {exc}") from exc
-
-
 def resolve_precision(recipe: dict[str, Any], cuda: bool) -> str:
     """'fp32', 'bf16' or 'fp16': auto is bf16 on a GPU that supports it, else fp32."""
     if recipe["precision"] != "auto":
