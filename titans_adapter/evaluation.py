@@ -7,7 +7,6 @@ report.md and PNG plots.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -25,7 +24,7 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from .baselines import FullAttention, Retrofit, StreamingLLM, System, WindowedBase
-from .data import load_essays
+from .data import load_essays, split_documents
 from .retrofit import TitansModel
 from .tasks import (
     BABI_TASKS,
@@ -151,16 +150,10 @@ def _hub_documents(spec: str, limit: int = 64) -> dict[str, str]:
 
 
 def heldout_names(names: Sequence[str], fraction: float = 0.1, seed: int = 0) -> list[str]:
-    """Documents held out from training: the same seeded-hash rule as the training recipe's split (val_fraction 0.1, seed 0)."""
+    """Documents held out from training: the training recipe's split (data.split_documents, val_fraction 0.1, seed 0)."""
     if len(names) < 2:
         return list(names)
-
-    def score(name: str) -> float:
-        return int.from_bytes(hashlib.sha256(f"{seed}:{name}".encode()).digest()[:8], "big") / 2**64
-
-    n_val = min(max(1, round(fraction * len(names))), len(names) - 1)
-    chosen = set(sorted(names, key=score)[:n_val])
-    return [n for n in names if n in chosen]
+    return split_documents(list(names), fraction, seed)[1]
 
 
 def perplexity_documents(
