@@ -7,13 +7,13 @@ python scripts/evaluate.py --model meta-llama/Llama-3.2-1B --adapter adapters/y 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from dataclasses import replace
 
 import torch
 
 from titans_adapter import load_adapter, load_base_model
+from titans_adapter.cli import run_script
 from titans_adapter.evaluation import EvaluationError, RunOptions, evaluate, get_suite
 from titans_adapter.report import render_report
 from titans_adapter.tasks import ALL_TASKS
@@ -97,8 +97,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (EvaluationError, ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script(main)

@@ -17,9 +17,9 @@ import sys
 import torch
 from transformers import TextStreamer
 
+from titans_adapter.cli import run_script
 from titans_adapter.generation import (
     ChatSession,
-    MemoryStateError,
     load_generation_model,
     memorize_texts,
     read_memory_metadata,
@@ -96,8 +96,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, RuntimeError, FileNotFoundError, MemoryStateError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script(main)

@@ -16,8 +16,8 @@ import time
 
 import torch
 
+from titans_adapter.cli import run_script
 from titans_adapter.generation import (
-    MemoryStateError,
     dataset_texts,
     load_generation_model,
     memorize_texts,
@@ -72,8 +72,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, RuntimeError, FileNotFoundError, MemoryStateError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script(main)

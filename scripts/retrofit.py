@@ -7,9 +7,9 @@ python scripts/retrofit.py --model path/or/hub-id --layers 4 12 --chunk-size 32 
 from __future__ import annotations
 
 import argparse
-import sys
 
 from titans_adapter import TitansConfig, load_base_model, retrofit
+from titans_adapter.cli import run_script
 
 
 def main() -> None:
@@ -53,8 +53,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
+    run_script(main)
