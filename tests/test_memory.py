@@ -21,6 +21,10 @@ def reference_memory(memory: NeuralMemory, x: torch.Tensor) -> tuple[torch.Tenso
     """Plain implementation of DESIGN.md §4 with autograd for the inner gradients, chunk by chunk."""
     cfg = memory.config
     q, k, v, theta, gate_logits = memory.project(x)
+    if cfg.transition_keys:  # token t is written under token t-1's key; the first token writes nothing
+        k = torch.cat([torch.zeros_like(k[:, :, :1]), k[:, :, :-1]], dim=2)
+        theta = theta.clone()
+        theta[:, :, 0] = 0
     B = x.shape[0]
     weights = [w.unsqueeze(0).expand(B, *w.shape).clone() for w in memory.initial_weights]
     read_weights = [w.clone() for w in weights]
@@ -62,10 +66,10 @@ def test_closed_form_gradients_match_autograd(depth):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("refresh_every", [1, 3])
+@pytest.mark.parametrize("refresh_every,transition_keys", [(1, False), (3, False), (1, True)])
 @pytest.mark.parametrize("depth", [2, 3])
-def test_chunked_memory_matches_plain_reference(depth, refresh_every):
-    memory = make_memory(memory_depth=depth, refresh_every=refresh_every, max_update_norm=0.05)
+def test_chunked_memory_matches_plain_reference(depth, refresh_every, transition_keys):
+    memory = make_memory(memory_depth=depth, refresh_every=refresh_every, max_update_norm=0.05, transition_keys=transition_keys)
     x = torch.randn(2, 8 * 7 + 3, 32)
     with torch.no_grad():
         retrieved, state = memory(x, memory.initial_state(2))
@@ -77,9 +81,9 @@ def test_chunked_memory_matches_plain_reference(depth, refresh_every):
     assert state.pending_keys.shape[2] == 3  # the unfinished chunk waits in the state
 
 
-@pytest.mark.parametrize("refresh_every", [1, 2])
-def test_stream_in_pieces_equals_one_call(refresh_every):
-    memory = make_memory(refresh_every=refresh_every)
+@pytest.mark.parametrize("refresh_every,transition_keys,read_delta", [(1, False, False), (2, False, False), (1, True, True)])
+def test_stream_in_pieces_equals_one_call(refresh_every, transition_keys, read_delta):
+    memory = make_memory(refresh_every=refresh_every, transition_keys=transition_keys, read_delta=read_delta)
     x = torch.randn(2, 61, 32)
     with torch.no_grad():
         whole, whole_state = memory(x, memory.initial_state(2))
@@ -90,6 +94,19 @@ def test_stream_in_pieces_equals_one_call(refresh_every):
     torch.testing.assert_close(torch.cat(parts, dim=1), whole, rtol=1e-5, atol=1e-6)
     for a, b in zip(state.weights, whole_state.weights):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_transition_keys_skip_tokens_without_a_real_predecessor():
+    k = torch.randn(2, 1, 4, 3)
+    theta = torch.ones(2, 1, 4)
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])  # row 0 left-padded
+    shifted, new_theta, last = NeuralMemory.shift_keys(k, theta, k[:, :, :0], mask)
+    torch.testing.assert_close(shifted[:, :, 1:], k[:, :, :-1])
+    assert shifted[:, :, 0].abs().max() == 0 and torch.equal(last, k[:, :, -1:])
+    assert new_theta.tolist() == [[[0, 0, 0, 1]], [[0, 1, 1, 1]]]  # the stream's first token and the first after padding
+    shifted, new_theta, _ = NeuralMemory.shift_keys(k, theta, last, None)  # a continued stream: its last key leads
+    torch.testing.assert_close(shifted[:, :, 0], last[:, :, 0])
+    assert new_theta.min() == 1
 
 
 def test_short_calls_are_written_once_the_chunk_fills():

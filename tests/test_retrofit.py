@@ -29,7 +29,9 @@ def test_windows_restart_positions(tiny_base):
         torch.testing.assert_close(logits[:, 16 * w : 16 * (w + 1)], expected, rtol=0, atol=1e-5)
 
 
-@pytest.mark.parametrize("overrides", [{}, {"persistent_tokens": 3}, {"overlap": 5}, {"refresh_every": 2, "layers": [0, 1]}])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"persistent_tokens": 3}, {"overlap": 5}, {"refresh_every": 2, "layers": [0, 1]}, {"transition_keys": True, "read_delta": True}]
+)
 def test_causality_inside_and_across_windows(tiny_base, overrides):
     model = retrofit(tiny_base, tiny_config(**overrides))
     open_gates(model)
@@ -44,7 +46,9 @@ def test_causality_inside_and_across_windows(tiny_base, overrides):
     assert diff[64:].max() > 0  # two windows later: only the memory carries it
 
 
-@pytest.mark.parametrize("overrides", [{}, {"persistent_tokens": 2, "overlap": 4}, {"refresh_every": 3, "layers": [0, 1]}])
+@pytest.mark.parametrize(
+    "overrides", [{}, {"persistent_tokens": 2, "overlap": 4}, {"refresh_every": 3, "layers": [0, 1]}, {"transition_keys": True, "read_delta": True}]
+)
 def test_streaming_in_pieces_equals_one_call(tiny_base, overrides):
     model = retrofit(tiny_base, tiny_config(**overrides))
     open_gates(model)
@@ -157,6 +161,25 @@ def test_reading_without_logits_skips_upper_layers_but_writes_the_same_memory(ti
         a = model(more, memory_state=lean.memory_state).logits
         b = model(more, memory_state=full.memory_state).logits
     torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"persistent_tokens": 2}])
+def test_sparse_labels_compute_logits_only_where_needed_with_the_same_loss(tiny_base, overrides):
+    model = retrofit(tiny_base, tiny_config(layers=[0], **overrides))
+    open_gates(model)
+    ids = torch.randint(0, 128, (3, 100))
+    labels = torch.full_like(ids, -100)
+    labels[0, 95:] = ids[0, 95:]  # answers at the end, at different positions per row
+    labels[2, 41:44] = ids[2, 41:44]
+    shapes = []
+    handle = tiny_base.lm_head.register_forward_hook(lambda module, args, out: shapes.append(out.shape[1]))
+    with torch.no_grad():
+        full = model(ids, labels=labels)
+        n_full = len(shapes)
+        lean = model(ids, labels=labels, return_logits=False)
+    handle.remove()
+    assert max(shapes[n_full:]) <= 5  # the LM head saw only the labelled positions
+    torch.testing.assert_close(lean.loss, full.loss, rtol=1e-5, atol=1e-6)
 
 
 def test_a_state_can_be_continued_twice(tiny_model):

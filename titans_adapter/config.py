@@ -38,6 +38,10 @@ class TitansConfig:
       overlap       tokens of the previous window re-read (not re-predicted) at each window start.
       truncate_bptt detach the memory state every this many windows (0 = backprop through all).
       use_momentum, use_forget  switch the momentum (eta) and forgetting (alpha) terms on or off.
+      transition_keys  write token t under the key of token t-1 (queries start equal to keys), so a
+                    read returns what followed a similar context: copying across windows.
+      read_delta    the branch reads M(q) - q, only what was written (the memory's last layer starts at
+                    zero, so it starts empty), instead of M(q), where the query's echo drowns the writes.
     """
 
     layers: list[int] = field(default_factory=lambda: [8])
@@ -58,6 +62,8 @@ class TitansConfig:
     truncate_bptt: int = 0
     use_momentum: bool = True
     use_forget: bool = True
+    transition_keys: bool = False
+    read_delta: bool = False
 
     def __post_init__(self) -> None:
         if isinstance(self.layers, int):

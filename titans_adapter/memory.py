@@ -72,6 +72,7 @@ class LayerMemoryState:
     weights, momentum: per MLP layer, (B, H, d_in, d_out) fp32; read_weights: the weights reads and
     gradients use (the same list unless refresh_every > 1). pending_*: tokens of the unfinished chunk,
     written when it fills: keys/values (B, H, p, head_dim), theta (B, H, p), gate_logits (B, H, p, 2).
+    last_key: with transition keys, the key of the last token read (B, H, 1, head_dim); empty before any.
     """
 
     weights: list[Tensor]
@@ -81,7 +82,12 @@ class LayerMemoryState:
     pending_values: Tensor
     pending_theta: Tensor
     pending_gate_logits: Tensor
+    last_key: Tensor | None = None
     chunks_written: int = 0
+
+    def __post_init__(self) -> None:
+        if self.last_key is None:
+            self.last_key = self.pending_keys[:, :, :0]
 
     def tensors(self) -> dict[str, Tensor]:
         """Flat name -> tensor view, for saving and for detaching."""
@@ -90,7 +96,7 @@ class LayerMemoryState:
             for i, t in enumerate(getattr(self, name)):
                 out[f"{name}.{i}"] = t
         for f in fields(self):
-            if f.name.startswith("pending_"):
+            if f.name.startswith("pending_") or f.name == "last_key":
                 out[f.name] = getattr(self, f.name)
         return out
 
@@ -104,6 +110,7 @@ class LayerMemoryState:
             pending_values=fn(self.pending_values),
             pending_theta=fn(self.pending_theta),
             pending_gate_logits=fn(self.pending_gate_logits),
+            last_key=fn(self.last_key),
             chunks_written=self.chunks_written,
         )
 
@@ -114,7 +121,7 @@ class LayerMemoryState:
     def from_tensors(cls, tensors: dict[str, Tensor], depth: int, chunks_written: int) -> LayerMemoryState:
         lists = {name: [tensors[f"{name}.{i}"] for i in range(depth)] for name in ("weights", "momentum", "read_weights")}
         pending = {name: tensors[name] for name in ("pending_keys", "pending_values", "pending_theta", "pending_gate_logits")}
-        return cls(**lists, **pending, chunks_written=chunks_written)
+        return cls(**lists, **pending, last_key=tensors.get("last_key"), chunks_written=chunks_written)
 
 
 class NeuralMemory(nn.Module):
@@ -137,10 +144,17 @@ class NeuralMemory(nn.Module):
             bias[0].fill_(config.theta_bias_init)
             bias[1].fill_(config.momentum_bias_init)
             bias[2].fill_(config.forget_bias_init)
+        if config.transition_keys:  # keys start as the query projection: a state like token t-1's finds its key
+            with torch.no_grad():
+                qkv = self.to_qkv.weight.view(3, heads * head_dim, dim)
+                qkv[1].copy_(qkv[0])
         dims = [head_dim] + [hidden] * (config.memory_depth - 1) + [head_dim]
         self.initial_weights = nn.ParameterList(
             nn.Parameter(torch.randn(heads, d_in, d_out) / d_in**0.5) for d_in, d_out in zip(dims[:-1], dims[1:])
         )
+        if config.read_delta:  # the memory starts empty: M(k) = k until something is written
+            with torch.no_grad():
+                self.initial_weights[-1].zero_()
 
     # ----- state -----------------------------------------------------------------------------
     def initial_state(self, batch_size: int, device: torch.device | None = None) -> LayerMemoryState:
@@ -169,6 +183,23 @@ class NeuralMemory(nn.Module):
         gates = self.to_gates(x).view(B, T, 3, cfg.num_heads).permute(0, 3, 1, 2)  # (B, H, T, 3)
         theta = cfg.theta_max * torch.sigmoid(gates[..., 0])
         return q, k, v, theta, gates[..., 1:]
+
+    @staticmethod
+    def shift_keys(k: Tensor, theta: Tensor, last_key: Tensor, token_mask: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Transition keys: token t is written under the key of token t-1, so that a query made from a
+        state like token t-1's retrieves what came next (a causal state never holds the next token).
+
+        k (B, H, T, head_dim), theta (B, H, T), last_key (B, H, 0 or 1, head_dim). A token without a real
+        predecessor (the stream's first, or the first after padding) writes nothing: its theta becomes 0.
+        Returns the shifted keys, theta, and the new last key.
+        """
+        if last_key.shape[2] == 0:
+            last_key = torch.zeros_like(k[:, :, :1])
+            theta = torch.cat([torch.zeros_like(theta[:, :, :1]), theta[:, :, 1:]], dim=2)
+        if token_mask is not None:
+            previous_real = torch.cat([token_mask.new_ones(token_mask.shape[0], 1), token_mask[:, :-1]], dim=1)
+            theta = theta * previous_real[:, None, :].to(theta.dtype)
+        return torch.cat([last_key, k[:, :, :-1]], dim=2), theta, k[:, :, -1:]
 
     # ----- read / write ------------------------------------------------------------------------
     @staticmethod
@@ -225,6 +256,7 @@ class NeuralMemory(nn.Module):
             pending_values=state.pending_values[:, :, :0],
             pending_theta=state.pending_theta[:, :, :0],
             pending_gate_logits=state.pending_gate_logits[:, :, :0],
+            last_key=state.last_key,
             chunks_written=chunks_written,
         )
 
@@ -276,6 +308,9 @@ class NeuralMemory(nn.Module):
             q, k, v, theta, gate_logits = self.project(x.float())
             if token_mask is not None:
                 theta = theta * token_mask[:, None, :].to(theta.dtype)
+            if cfg.transition_keys and T:
+                k, theta, last_key = self.shift_keys(k, theta, state.last_key, token_mask)
+                state = replace(state, last_key=last_key)
             # The stream so far: pending tokens of the unfinished chunk, then the new ones.
             p = state.pending_keys.shape[2]
             if p:
@@ -309,7 +344,8 @@ class NeuralMemory(nn.Module):
                     if done % r == 0:
                         read_weights = weights
                 # The residual of every full-chunk read, added once: (B, H, full, head_dim).
-                reads.append(chunked[0].flatten(2, 3) + torch.cat(chunk_reads, dim=2).flatten(2, 3))
+                chunk_reads = torch.cat(chunk_reads, dim=2).flatten(2, 3)
+                reads.append(chunk_reads if cfg.read_delta else chunked[0].flatten(2, 3) + chunk_reads)
                 state = LayerMemoryState(
                     weights=weights,
                     momentum=momentum,
@@ -318,11 +354,14 @@ class NeuralMemory(nn.Module):
                     pending_values=state.pending_values,
                     pending_theta=state.pending_theta,
                     pending_gate_logits=state.pending_gate_logits,
+                    last_key=state.last_key,
                     chunks_written=done,
                 )
             # Leftover tokens read the current weights and wait for their chunk to fill.
             if total > full:
-                reads.append(self.read(state.read_weights, q[:, :, max(full - p, 0) :]))
+                leftover = q[:, :, max(full - p, 0) :]
+                read = self.read(state.read_weights, leftover)
+                reads.append(read - leftover if cfg.read_delta else read)
             state = replace(
                 state,
                 pending_keys=k[:, :, full:],
@@ -331,7 +370,7 @@ class NeuralMemory(nn.Module):
                 pending_gate_logits=gate_logits[:, :, full:],
             )
             if not reads:  # an empty call
-                retrieved = q
+                retrieved = torch.zeros_like(q) if cfg.read_delta else q
             elif len(reads) == 1:
                 retrieved = reads[0]
             else:

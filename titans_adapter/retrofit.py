@@ -214,9 +214,13 @@ class TitansModel(nn.Module):
             parts.append(self.base.get_input_embeddings()(state.recent_ids))
         return torch.cat(parts, dim=1) if parts else None
 
-    def _read_piece(self, ids: Tensor, state: MemoryState, need_logits: bool = True) -> tuple[Tensor | None, MemoryState]:
+    def _read_piece(
+        self, ids: Tensor, state: MemoryState, need_logits: bool = True, logits_at: Tensor | None = None
+    ) -> tuple[Tensor | None, MemoryState]:
         """Read tokens that all fall in the current window. ids (B, n) -> logits (B, n, vocab).
 
+        logits_at (k,), optional: the piece positions whose logits are needed; logits are then (B, k, vocab)
+        (the LM head is the costliest layer of a small model, and an answer loss needs a few positions).
         With need_logits False and the window finished by this piece, only the layers up to the top
         memory layer run (they are all the memory needs) and the logits are None.
         """
@@ -239,7 +243,10 @@ class TitansModel(nn.Module):
         logits = None
         try:
             kwargs = {self._cache_kwarg: cache}
-            logits = self.base(inputs_embeds=embeds, position_ids=positions, use_cache=True, **kwargs).logits[:, skip:]
+            if logits_at is not None:
+                kwargs["logits_to_keep"] = logits_at + skip
+            logits = self.base(inputs_embeds=embeds, position_ids=positions, use_cache=True, **kwargs).logits
+            logits = logits if logits_at is not None else logits[:, skip:]
         except _StopForward:
             pass
         finally:
@@ -288,7 +295,11 @@ class TitansModel(nn.Module):
             n = min(total - start, self.config.window - state.window_pos)
             targets = labels[:, start + 1 : start + n + 1] if labels is not None else None
             has_targets = targets is not None and bool((targets != -100).any())
-            logits, state = self._read_piece(input_ids[:, start : start + n], state, return_logits or has_targets)
+            logits_at = None
+            if has_targets and not return_logits:  # only the positions some row has a target at
+                logits_at = (targets != -100).any(dim=0).nonzero().squeeze(1)
+                targets = targets[:, logits_at]
+            logits, state = self._read_piece(input_ids[:, start : start + n], state, return_logits or has_targets, logits_at)
             if has_targets:
                 piece_logits = logits[:, : targets.shape[1]].float()
                 loss_sum = loss_sum + F.cross_entropy(
