@@ -30,7 +30,14 @@ def test_windows_restart_positions(tiny_base):
 
 
 @pytest.mark.parametrize(
-    "overrides", [{}, {"persistent_tokens": 3}, {"overlap": 5}, {"refresh_every": 2, "layers": [0, 1]}, {"transition_keys": True, "read_delta": True}]
+    "overrides",
+    [
+        {},
+        {"persistent_tokens": 3},
+        {"overlap": 5},
+        {"refresh_every": 2, "layers": [0, 1]},
+        {"transition_keys": True, "read_delta": True},
+    ],
 )
 def test_causality_inside_and_across_windows(tiny_base, overrides):
     model = retrofit(tiny_base, tiny_config(**overrides))
@@ -47,7 +54,13 @@ def test_causality_inside_and_across_windows(tiny_base, overrides):
 
 
 @pytest.mark.parametrize(
-    "overrides", [{}, {"persistent_tokens": 2, "overlap": 4}, {"refresh_every": 3, "layers": [0, 1]}, {"transition_keys": True, "read_delta": True}]
+    "overrides",
+    [
+        {},
+        {"persistent_tokens": 2, "overlap": 4},
+        {"refresh_every": 3, "layers": [0, 1]},
+        {"transition_keys": True, "read_delta": True},
+    ],
 )
 def test_streaming_in_pieces_equals_one_call(tiny_base, overrides):
     model = retrofit(tiny_base, tiny_config(**overrides))
