@@ -69,6 +69,7 @@ def test_unknown_key_in_a_file_fails_too(tmp_path):
         (["data.fact_window=3", "data.windows_per_sample=3"], "must come before the question window"),
         (["data.synthetic_tasks=[riddle]"], "must be one of"),
         (["batch_size=0"], "must be >= 1"),
+        (["adapter.window=128", "data.last_window_tokens=129"], "last_window_tokens must be in"),
         (["notakeyvalue"], "key=value"),
     ],
 )

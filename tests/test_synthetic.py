@@ -67,3 +67,13 @@ def test_leading_space_token_of_the_answer_is_not_scored():
 def test_window_too_small_for_the_fact():
     with pytest.raises(DataError, match="too small"):
         make_sample(FILLER, CharTokenizer(), window=16, windows=3, tasks=["passkey"], seed=0, index=0)
+
+
+def test_short_last_window_puts_the_question_right_after_the_window_starts():
+    tok, window = CharTokenizer(), 128
+    s = make_sample(FILLER, tok, window=window, windows=3, tasks=["passkey"], seed=0, index=1, last_window_tokens=64)
+    assert s.ids.shape == (2 * window + 64,)
+    assert s.answer_span[1] == 2 * window + 64 and s.question_span[0] >= 2 * window  # all inside the cut window
+    assert s.fact_span[1] <= window
+    with pytest.raises(DataError, match="too few for a question"):
+        make_sample(FILLER, tok, window=window, windows=3, tasks=["passkey"], seed=0, index=1, last_window_tokens=20)

@@ -21,7 +21,7 @@ from titans_adapter import load_adapter
 from titans_adapter.config import ConfigError
 from titans_adapter.data import DataError
 from titans_adapter.recipe import load_recipe
-from titans_adapter.training import LORA_WEIGHTS, build_model, latest_checkpoint, load_trained, train
+from titans_adapter.training import LORA_WEIGHTS, build_model, evaluate_run, latest_checkpoint, load_trained, train
 
 ROOT = Path(__file__).parent.parent
 TRAIN = str(ROOT / "scripts" / "train.py")
@@ -96,6 +96,8 @@ def test_a_few_steps_reduce_the_validation_loss(tiny_dir, tmp_path):
     model = load_adapter(base_model, out)  # the final adapter sits at the top of output_dir
     assert max_diff(model.adapter_state_dict(), weights_of(out)) == 0
     assert latest_checkpoint(out).name == "step-0000025"
+    again = evaluate_run(out, recipe)  # the end-of-training validation, run on its own from the saved adapter
+    assert again["val_loss_by_window"] == pytest.approx(result["val_loss_by_window"], abs=1e-5)
 
 
 def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_dir, tmp_path):

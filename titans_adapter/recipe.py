@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "question_window": -1,  # window holding the question (-1 = the last)
         "natural_loss_weight": 1.0,  # weight of the natural-text loss against the synthetic answer loss
         "natural_loss_from_window": 1,  # natural text: loss only on windows >= this (memory matters there)
+        "last_window_tokens": 0,  # samples end this many tokens into their last window (0 = a whole window)
     },
     "seed": 0,
     "max_steps": 1000,
@@ -241,6 +242,10 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
     if data["natural_loss_from_window"] >= n:
         raise ConfigError(
             f"data.natural_loss_from_window ({data['natural_loss_from_window']}) must be < windows_per_sample ({n})."
+        )
+    if not 0 <= data["last_window_tokens"] <= recipe["adapter"]["window"]:
+        raise ConfigError(
+            f"data.last_window_tokens must be in [0, adapter.window = {recipe['adapter']['window']}], got {data['last_window_tokens']}."
         )
     question = data["question_window"] % n if data["question_window"] < 0 else data["question_window"]
     if not 1 <= question < n:

@@ -83,10 +83,12 @@ def make_sample(
     index: int,
     fact_window: int = 0,
     question_window: int = -1,
+    last_window_tokens: int = 0,
 ) -> SyntheticSample:
     """Sample `index` of the stream `seed`: essay filler of windows * window tokens with a fact put at a
     random place inside `fact_window` and question + answer ending `question_window` (-1 = the last).
-    fact_window -1 picks a random window before the question's.
+    fact_window -1 picks a random window before the question's. last_window_tokens > 0 cuts the last
+    window to that many tokens (a question there then comes right after the window starts).
     """
     if len(filler) == 0:
         raise DataError("No filler text for synthetic samples.")
@@ -102,12 +104,14 @@ def make_sample(
     qa = q_ids + a_ids
     if len(fact_ids) > window or len(qa) >= window:
         raise DataError(f"window {window} is too small for a synthetic fact ({len(fact_ids)} tokens) or question ({len(qa)}).")
-    length = window * windows
+    length = window * (windows - 1) + (last_window_tokens or window)
+    q_end = min((q_win + 1) * window, length)
+    if len(qa) >= q_end - q_win * window:
+        raise DataError(f"The question window holds {q_end - q_win * window} tokens, too few for a question ({len(qa)}).")
     start = rng.randrange(len(filler))
     ids = np.resize(np.roll(filler, -start), length).astype(np.int64)  # wraps around short filler
     fact_start = f_win * window + rng.randrange(window - len(fact_ids) + 1)
     ids[fact_start : fact_start + len(fact_ids)] = fact_ids
-    q_end = (q_win + 1) * window
     q_start = q_end - len(qa)
     ids[q_start:q_end] = qa
     labels = np.full(length, -100, dtype=np.int64)

@@ -63,6 +63,12 @@ class Batch:
     nat_labels: Tensor | None
 
 
+def sample_length(recipe: dict[str, Any]) -> int:
+    """Tokens per training sample: windows_per_sample windows, the last one cut to data.last_window_tokens if set."""
+    window, data = recipe["adapter"]["window"], recipe["data"]
+    return window * (data["windows_per_sample"] - 1) + (data["last_window_tokens"] or window)
+
+
 class SampleStream:
     """Training samples by global index: synthetic (fact + question) or natural packed text."""
 
@@ -70,6 +76,7 @@ class SampleStream:
         self.train, self.tokenizer, self.recipe = train, tokenizer, recipe
         self.window = recipe["adapter"]["window"]
         self.windows = recipe["data"]["windows_per_sample"]
+        self.length = sample_length(recipe)
 
     def is_synthetic(self, index: int) -> bool:
         fraction = self.recipe["data"]["synthetic_fraction"]
@@ -80,7 +87,7 @@ class SampleStream:
         n = len(self.train.samples)
         epoch, pos = divmod(index, n)
         order = np.random.default_rng([self.recipe["seed"], epoch]).permutation(n)
-        ids = self.train.samples[order[pos]].copy()
+        ids = self.train.samples[order[pos], : self.length].copy()
         labels = ids.copy()
         labels[: self.recipe["data"]["natural_loss_from_window"] * self.window + 1] = -100
         return ids, labels
@@ -97,6 +104,7 @@ class SampleStream:
             index=index,
             fact_window=data["fact_window"],
             question_window=data["question_window"],
+            last_window_tokens=data["last_window_tokens"],
         )
         return sample.ids, sample.labels
 
@@ -374,6 +382,7 @@ def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, 
     correct = {"model": 0, "base": 0, "reset": 0}
     exact = {"model": 0, "base": 0, "reset": 0}
     total = 0
+    by_position: list[list[int]] = []  # [right, seen] per answer token position
     for index in range(recipe["eval_synthetic_samples"]):
         sample = make_sample(
             val.tokens,
@@ -385,6 +394,7 @@ def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, 
             index=index,
             fact_window=data["fact_window"],
             question_window=data["question_window"],
+            last_window_tokens=data["last_window_tokens"],
         )
         ids = torch.from_numpy(sample.ids).to(device).unsqueeze(0)
         q_start = (sample.answer_span[0] // window) * window
@@ -401,9 +411,13 @@ def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, 
             correct[key] += int((pred == target).sum())
             exact[key] += int(bool((pred == target).all()))
         total += len(target)
+        for i, right in enumerate((preds["model"] == target).tolist()):  # e.g. the 5 digits of a passkey
+            by_position.extend([[0, 0]] * (i + 1 - len(by_position)))
+            by_position[i] = [by_position[i][0] + int(right), by_position[i][1] + 1]
     n = max(recipe["eval_synthetic_samples"], 1)
     results["synthetic_token_accuracy"] = correct["model"] / max(total, 1)
     results["synthetic_exact"] = exact["model"] / n
+    results["synthetic_accuracy_by_position"] = [right / seen for right, seen in by_position]
     if base_too:
         results["base_synthetic_token_accuracy"] = correct["base"] / max(total, 1)
         results["base_synthetic_exact"] = exact["base"] / n
@@ -471,6 +485,47 @@ def _average_gradients(params: list[torch.nn.Parameter], world: int) -> None:
         offset += g.numel()
 
 
+def load_splits(recipe: dict[str, Any], tokenizer) -> tuple[PackedSplit, PackedSplit]:
+    """The recipe's documents, split by document and packed into samples: (train, validation)."""
+    data = recipe["data"]
+    docs = load_documents(
+        data["path"],
+        text_field=data["text_field"],
+        hub_config=data["hub_config"],
+        split=data["split"],
+        streaming=data["streaming"],
+        max_documents=data["max_documents"],
+    )
+    return prepare_splits(
+        docs,
+        tokenizer,
+        window=recipe["adapter"]["window"],
+        windows_per_sample=data["windows_per_sample"],
+        val_fraction=data["val_fraction"],
+        seed=recipe["seed"],
+        short_docs=data["short_docs"],
+    )
+
+
+def evaluate_run(run_dir: str | os.PathLike, recipe: dict[str, Any]) -> dict[str, Any]:
+    """Validate a finished run's adapter again (e.g. on more samples): the end-of-training evaluation, on its own."""
+    cuda = torch.cuda.is_available()
+    check_environment(recipe, cuda)
+    precision = resolve_precision(recipe, cuda)
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    base, tokenizer = load_base_model(
+        recipe["model"],
+        dtype=dtype,
+        load_in_4bit=recipe["load_in_4bit"],
+        device="cuda" if cuda else "cpu",
+        trust_remote_code=recipe["trust_remote_code"],
+    )
+    _, val_split = load_splits(recipe, tokenizer)
+    model = load_trained(base, run_dir).eval()
+    with torch.no_grad():
+        return evaluate(model, val_split, tokenizer, recipe, base_too=True)
+
+
 def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run a recipe to max_steps; returns the final evaluation. Errors in the recipe, the machine or the
     data surface before the model loads."""
@@ -492,27 +547,14 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
     say = accelerator.print
 
     data = recipe["data"]
-    docs = load_documents(
-        data["path"],
-        text_field=data["text_field"],
-        hub_config=data["hub_config"],
-        split=data["split"],
-        streaming=data["streaming"],
-        max_documents=data["max_documents"],
-    )
     tokenizer = load_tokenizer(recipe["model"], recipe["trust_remote_code"])
-    train_split, val_split = prepare_splits(
-        docs,
-        tokenizer,
-        window=recipe["adapter"]["window"],
-        windows_per_sample=data["windows_per_sample"],
-        val_fraction=data["val_fraction"],
-        seed=recipe["seed"],
-        short_docs=data["short_docs"],
-    )
+    train_split, val_split = load_splits(recipe, tokenizer)
     say(train_split.stats.summary("train"))
     say(val_split.stats.summary("validation"))
 
+    stream = SampleStream(train_split, tokenizer, recipe)
+    if data["synthetic_fraction"] > 0:
+        stream.synthetic(0)  # a question that does not fit its window fails here, before the model loads
     torch.manual_seed(recipe["seed"])
     random.seed(recipe["seed"])
     model, _ = build_model(recipe, accelerator.device, precision)
@@ -535,8 +577,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
         checkpoint = latest_checkpoint(output_dir)
         step = load_checkpoint(checkpoint, model, optimizer, scheduler)
         say(f"resumed from {checkpoint} at step {step}")
-    stream = SampleStream(train_split, tokenizer, recipe)
-    sample_len = recipe["adapter"]["window"] * data["windows_per_sample"]
+    sample_len = sample_length(recipe)
     syn_weight, nat_weight = 1.0, data["natural_loss_weight"]
 
     if step == 0 and main and recipe["eval_every"]:
@@ -635,4 +676,8 @@ def format_eval(result: dict[str, Any]) -> str:
         text += f" (memory reset {result['reset_synthetic_token_accuracy']:.3f})"
     if "base_synthetic_token_accuracy" in result:
         text += f" (windowed base {result['base_synthetic_token_accuracy']:.3f})"
+    by_position = result.get("synthetic_accuracy_by_position") or []
+    if by_position:
+        text += "; by answer token " + " ".join(f"{x:.2f}" for x in by_position)
+        text += f"; exact {result['synthetic_exact']:.3f}"
     return text
