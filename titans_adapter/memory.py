@@ -344,8 +344,8 @@ class NeuralMemory(nn.Module):
                     if done % r == 0:
                         read_weights = weights
                 # The residual of every full-chunk read, added once: (B, H, full, head_dim).
-                chunk_reads = torch.cat(chunk_reads, dim=2).flatten(2, 3)
-                reads.append(chunk_reads if cfg.read_delta else chunked[0].flatten(2, 3) + chunk_reads)
+                written = torch.cat(chunk_reads, dim=2).flatten(2, 3)  # M(q) - q
+                reads.append(written if cfg.read_delta else chunked[0].flatten(2, 3) + written)
                 state = LayerMemoryState(
                     weights=weights,
                     momentum=momentum,
