@@ -17,11 +17,8 @@ import json
 import sys
 from pathlib import Path
 
-from titans_adapter.config import ConfigError
-from titans_adapter.data import DataError
-from titans_adapter.models import ModelLoadError
+from titans_adapter.cli import EXPECTED_ERRORS
 from titans_adapter.recipe import load_recipe
-from titans_adapter.retrofit import AdapterError
 from titans_adapter.training import TrainingInterrupted, evaluate_run, format_eval, train
 
 
@@ -49,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     except TrainingInterrupted as exc:
         print(exc, file=sys.stderr)
         return 130
-    except (ConfigError, DataError, ModelLoadError, AdapterError, FileNotFoundError) as exc:
+    except EXPECTED_ERRORS as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -158,15 +158,20 @@ def trainable_parameters(model: TitansModel) -> dict[str, torch.nn.Parameter]:
     return {**model.adapter_parameters(), **lora_parameters(model)}
 
 
-def build_model(recipe: dict[str, Any], device: torch.device, precision: str) -> tuple[TitansModel, Any]:
+def load_frozen_base(recipe: dict[str, Any], device: torch.device | str, precision: str) -> tuple[Any, Any]:
+    """The recipe's base model (in the precision's dtype, 4-bit if asked) and its tokenizer."""
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    base, tokenizer = load_base_model(
+    return load_base_model(
         recipe["model"],
         dtype=dtype,
         load_in_4bit=recipe["load_in_4bit"],
         device=device,
         trust_remote_code=recipe["trust_remote_code"],
     )
+
+
+def build_model(recipe: dict[str, Any], device: torch.device, precision: str) -> tuple[TitansModel, Any]:
+    base, tokenizer = load_frozen_base(recipe, device, precision)
     if recipe["gradient_checkpointing"]:
         base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         base.train()  # transformers checkpoints only in training mode; the frozen base has no dropout to speak of
@@ -411,9 +416,11 @@ def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, 
             correct[key] += int((pred == target).sum())
             exact[key] += int(bool((pred == target).all()))
         total += len(target)
-        for i, right in enumerate((preds["model"] == target).tolist()):  # e.g. the 5 digits of a passkey
-            by_position.extend([[0, 0]] * (i + 1 - len(by_position)))
-            by_position[i] = [by_position[i][0] + int(right), by_position[i][1] + 1]
+        hits = (preds["model"] == target).tolist()  # e.g. the 5 digits of a passkey
+        by_position += [[0, 0] for _ in range(len(hits) - len(by_position))]
+        for counts, right in zip(by_position, hits):
+            counts[0] += int(right)
+            counts[1] += 1
     n = max(recipe["eval_synthetic_samples"], 1)
     results["synthetic_token_accuracy"] = correct["model"] / max(total, 1)
     results["synthetic_exact"] = exact["model"] / n
@@ -511,15 +518,7 @@ def evaluate_run(run_dir: str | os.PathLike, recipe: dict[str, Any]) -> dict[str
     """Validate a finished run's adapter again (e.g. on more samples): the end-of-training evaluation, on its own."""
     cuda = torch.cuda.is_available()
     check_environment(recipe, cuda)
-    precision = resolve_precision(recipe, cuda)
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
-    base, tokenizer = load_base_model(
-        recipe["model"],
-        dtype=dtype,
-        load_in_4bit=recipe["load_in_4bit"],
-        device="cuda" if cuda else "cpu",
-        trust_remote_code=recipe["trust_remote_code"],
-    )
+    base, tokenizer = load_frozen_base(recipe, "cuda" if cuda else "cpu", resolve_precision(recipe, cuda))
     _, val_split = load_splits(recipe, tokenizer)
     model = load_trained(base, run_dir).eval()
     with torch.no_grad():
