@@ -112,3 +112,34 @@ def test_call_shorter_than_a_chunk_only_reads():
         expected = mlp_forward(memory.initial_state(1).weights, memory.project(x)[0])[0]
     torch.testing.assert_close(out, expected.transpose(1, 2).reshape_as(out))
     assert state.chunks_written == 0 and state.pending_keys.shape[2] == 5
+
+
+def test_l2_normalize_matches_f_normalize_with_gradients():
+    from titans_adapter.memory import l2_normalize
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 7, dtype=torch.float64)
+    x[0, 0] *= 1e-14  # a vector shorter than eps: its norm is clamped
+    grad = torch.randn_like(x)
+    ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    (l2_normalize(ours) * grad).sum().backward()
+    (torch.nn.functional.normalize(ref, dim=-1) * grad).sum().backward()
+    torch.testing.assert_close(l2_normalize(x), torch.nn.functional.normalize(x, dim=-1))
+    torch.testing.assert_close(ours.grad, ref.grad)
+    assert torch.autograd.gradcheck(l2_normalize, (torch.randn(2, 4, 3, dtype=torch.float64, requires_grad=True),))
+
+
+def test_branch_with_folded_scales_matches_the_plain_composition():
+    """The branch folds its norm weight into the projections and its gate into the output projection."""
+    from titans_adapter.retrofit import MemoryBranch
+
+    torch.manual_seed(0)
+    branch = MemoryBranch(32, TitansConfig(layers=[0], window=64, chunk_size=8, num_heads=2, head_dim=16))
+    with torch.no_grad():
+        branch.gate.normal_()
+        branch.norm.weight.uniform_(0.5, 1.5)
+    hidden = torch.randn(2, 20, 32)
+    out, _ = branch(hidden, branch.memory.initial_state(2))
+    retrieved, _ = branch.memory(branch.norm(hidden), branch.memory.initial_state(2))
+    retrieved = torch.nn.functional.normalize(retrieved.unflatten(-1, (2, 16)), dim=-1).flatten(-2)
+    torch.testing.assert_close(out, hidden + branch.gate * branch.out_proj(retrieved), rtol=1e-5, atol=1e-5)

@@ -60,6 +60,31 @@ def mlp_weight_grads(weights: list[Tensor], pre_acts: list[Tensor], inputs: list
     return grads
 
 
+class _L2Normalize(torch.autograd.Function):
+    """x / max(||x||, eps) over the last dim, as F.normalize, with a backward of three full-size passes
+    (F.normalize's autograd runs about ten, most of them divisions by a broadcast norm)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, eps: float) -> Tensor:
+        squared = x.pow(2).sum(-1, keepdim=True)
+        inv_norm = torch.rsqrt(squared.clamp_min(eps * eps))
+        y = x * inv_norm
+        ctx.save_for_backward(y, inv_norm, squared > eps * eps)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:
+        y, inv_norm, unclamped = ctx.saved_tensors
+        # d(x / |x|) = (g - y <g, y>) / |x|; where the norm was clamped to eps, y = x / eps is linear in x.
+        radial = (grad * y).sum(-1, keepdim=True) * unclamped
+        return (grad - y * radial) * inv_norm, None
+
+
+def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """Unit vectors along the last dim (F.normalize(x, dim=-1), faster to differentiate)."""
+    return _L2Normalize.apply(x, eps)
+
+
 def silu_grad_from(z: Tensor, a: Tensor) -> Tensor:
     """silu'(z) given a = silu(z): sigmoid(z) (1 - a) + a, three kernels instead of five."""
     return torch.addcmul(a, torch.sigmoid(z), 1 - a)
@@ -174,13 +199,19 @@ class NeuralMemory(nn.Module):
         )
 
     # ----- projections -------------------------------------------------------------------------
-    def project(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-        """x (B, T, dim) -> q, k, v (B, H, T, head_dim) L2-normalized; theta (B, H, T); gate logits (B, H, T, 2)."""
+    def project(self, x: Tensor, input_scale: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        """x (B, T, dim) -> q, k, v (B, H, T, head_dim) L2-normalized; theta (B, H, T); gate logits (B, H, T, 2).
+
+        input_scale (dim,), optional: a per-feature scale of x (a norm's weight), folded into the weights.
+        """
         cfg = self.config
         B, T, _ = x.shape
-        qkv = self.to_qkv(x).view(B, T, 3, cfg.num_heads, cfg.head_dim).permute(2, 0, 3, 1, 4)
-        q, k, v = (F.normalize(t, dim=-1) for t in qkv)
-        gates = self.to_gates(x).view(B, T, 3, cfg.num_heads).permute(0, 3, 1, 2)  # (B, H, T, 3)
+        qkv_weight, gates_weight = self.to_qkv.weight, self.to_gates.weight
+        if input_scale is not None:
+            qkv_weight, gates_weight = qkv_weight * input_scale, gates_weight * input_scale
+        qkv = l2_normalize(F.linear(x, qkv_weight).view(B, T, 3 * cfg.num_heads, cfg.head_dim))
+        q, k, v = qkv.unflatten(2, (3, cfg.num_heads)).permute(2, 0, 3, 1, 4)  # each (B, H, T, head_dim)
+        gates = F.linear(x, gates_weight, self.to_gates.bias).view(B, T, 3, cfg.num_heads).permute(0, 3, 1, 2)  # (B, H, T, 3)
         theta = cfg.theta_max * torch.sigmoid(gates[..., 0])
         return q, k, v, theta, gates[..., 1:]
 
@@ -296,16 +327,19 @@ class NeuralMemory(nn.Module):
             weights = [torch.addcmul(s, keeps[j], w) for w, s in zip(weights, momentum)]  # W <- (1 - alpha) W + S
         return read, weights, momentum
 
-    def forward(self, x: Tensor, state: LayerMemoryState, token_mask: Tensor | None = None) -> tuple[Tensor, LayerMemoryState]:
+    def forward(
+        self, x: Tensor, state: LayerMemoryState, token_mask: Tensor | None = None, input_scale: Tensor | None = None
+    ) -> tuple[Tensor, LayerMemoryState]:
         """x (B, T, dim) -> retrieved (B, T, H * head_dim) and the state after writing every full chunk.
 
         token_mask (B, T), optional: 0 marks padding, which is neither written nor counted.
+        input_scale (dim,), optional: see project.
         """
         cfg = self.config
         B, T, _ = x.shape
         H, dh, c, r = cfg.num_heads, cfg.head_dim, cfg.chunk_size, cfg.refresh_every
         with torch.autocast(device_type=x.device.type, enabled=False):
-            q, k, v, theta, gate_logits = self.project(x.float())
+            q, k, v, theta, gate_logits = self.project(x.float(), input_scale)
             if token_mask is not None:
                 theta = theta * token_mask[:, None, :].to(theta.dtype)
             if cfg.transition_keys and T:
