@@ -72,6 +72,11 @@ def answer_tokens(tokenizer, question: str, answer: str) -> tuple[list[int], lis
     return q_ids, a_ids
 
 
+def cut_length(window: int, windows: int, last_window_tokens: int = 0) -> int:
+    """Tokens in `windows` windows whose last one is cut to last_window_tokens (0 = not cut)."""
+    return window * (windows - 1) + (last_window_tokens or window)
+
+
 def make_sample(
     filler: np.ndarray,
     tokenizer,
@@ -104,7 +109,7 @@ def make_sample(
     qa = q_ids + a_ids
     if len(fact_ids) > window or len(qa) >= window:
         raise DataError(f"window {window} is too small for a synthetic fact ({len(fact_ids)} tokens) or question ({len(qa)}).")
-    length = window * (windows - 1) + (last_window_tokens or window)
+    length = cut_length(window, windows, last_window_tokens)
     q_end = min((q_win + 1) * window, length)
     if len(qa) >= q_end - q_win * window:
         raise DataError(f"The question window holds {q_end - q_win * window} tokens, too few for a question ({len(qa)}).")

@@ -39,7 +39,7 @@ from .retrofit import (
     retrofit,
     write_dir_atomically,
 )
-from .synthetic import make_sample
+from .synthetic import cut_length, make_sample
 
 LORA_CONFIG = "lora_config.json"
 LORA_WEIGHTS = "lora_model.safetensors"
@@ -66,7 +66,7 @@ class Batch:
 def sample_length(recipe: dict[str, Any]) -> int:
     """Tokens per training sample: windows_per_sample windows, the last one cut to data.last_window_tokens if set."""
     window, data = recipe["adapter"]["window"], recipe["data"]
-    return window * (data["windows_per_sample"] - 1) + (data["last_window_tokens"] or window)
+    return cut_length(window, data["windows_per_sample"], data["last_window_tokens"])
 
 
 class SampleStream:
