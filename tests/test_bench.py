@@ -96,3 +96,12 @@ def test_memory_flops_count_the_mlp_matmuls():
 def test_random_base_rejects_unknown_architecture():
     with pytest.raises(ValueError, match="Unknown architecture"):
         bm.random_base("gpt-17", torch.device("cpu"), torch.float32)
+
+
+def test_measure_read_reports_the_fastest_of_its_repeats(monkeypatch):
+    clock = iter([0.0, 3.0, 10.0, 12.0, 20.0, 24.0])  # three reads of 3 s, 2 s and 4 s
+    monkeypatch.setattr(bm.time, "perf_counter", lambda: next(clock))
+    calls = []
+    row = bm.measure_read("retrofit", calls.append, torch.zeros(1, 100), torch.device("cpu"), repeats=3)
+    assert len(calls) == 3
+    assert row["seconds"] == 2.0 and row["tok_s"] == 50.0 and row["seconds_all"] == [3.0, 2.0, 4.0]

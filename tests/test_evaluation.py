@@ -196,7 +196,10 @@ def test_end_to_end_tiny_run_writes_results_report_and_plots(base, tok, tmp_path
     assert {r["length"] for r in saved["cost"]} == {100, 200, 300}  # 200: the perplexity pass; 300: a longer document
     assert saved["perplexity"]["documents"] == ["corpus"]
     assert len((tmp_path / "examples.jsonl").read_text().splitlines()) == 2 + 2
+    assert all(0 <= r["characters_right"] <= 1 for r in saved["needle"])
+    assert all(r["characters_right"] == 1.0 for r in saved["needle"] if r["correct"])  # exact implies full credit
     text = report.read_text()
+    assert "Partial credit" in text
     summary = text.split("## Summary")[1].split("##")[0]
     assert all(f"| {s} |" in summary for s in saved["meta"]["systems"])
     for png in [

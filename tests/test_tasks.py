@@ -17,6 +17,7 @@ from titans_adapter.tasks import (
     Haystack,
     TaskError,
     answer_budget,
+    characters_right,
     constant_guesser,
     dump_jsonl,
     exact_match,
@@ -133,6 +134,23 @@ def test_bad_requests_fail_clearly(setup):
 )
 def test_exact_match(prediction, answer, expected):
     assert exact_match(prediction, answer) is expected
+
+
+@pytest.mark.parametrize(
+    ("prediction", "answer", "expected"),
+    [
+        (" 71432. Remember", "71432", 1.0),
+        (" 71400", "71432", 0.6),
+        (" 7", "71432", 0.2),
+        (" 17432", "71432", 0.6),
+        ("\n71432", "71432", 1.0),
+        ("", "71432", 0.0),
+        (" Kitchen.", "kitchen", 1.0),
+        (" x", "", 0.0),
+    ],
+)
+def test_characters_right_gives_partial_credit_in_place(prediction, answer, expected):
+    assert characters_right(prediction, answer) == pytest.approx(expected)
 
 
 def test_dump_jsonl_round_trip(setup, tmp_path):

@@ -32,6 +32,7 @@ from .tasks import (
     Example,
     Haystack,
     answer_budget,
+    characters_right,
     dump_jsonl,
     exact_match,
     make_example,
@@ -391,6 +392,7 @@ def run_qa(
                     "answer": ex.answer,
                     "prediction": prediction,
                     "correct": exact_match(prediction, ex.answer),
+                    "characters_right": characters_right(prediction, ex.answer),
                     "seconds": round(time.perf_counter() - start, 3),
                 }
             )

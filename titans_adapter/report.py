@@ -170,6 +170,12 @@ def _qa_section(title: str, records: list[dict], systems: list[str], by_depth: b
     tasks = sorted({r["task"] for r in records})
     by_task = accuracy(records, ["system", "task"])
     lines += _table(["system"] + tasks, [[s] + [_pct(by_task.get((s, t))) for t in tasks] for s in systems])
+    if all("characters_right" in r for r in records):
+        lines += ["Partial credit: share of the answer's characters right, in place (mean over examples):", ""]
+        lines += _table(
+            ["system"] + tasks,
+            [[s] + [_mean_of(records, "characters_right", system=s, task=t) for t in tasks] for s in systems],
+        )
     if by_depth:
         depths = sorted({r["depth"] for r in records})
         grid = accuracy(records, ["system", "length", "depth"])
@@ -179,6 +185,12 @@ def _qa_section(title: str, records: list[dict], systems: list[str], by_depth: b
                 ["length"] + [str(d) for d in depths], [[str(n)] + [_pct(grid.get((s, n, d))) for d in depths] for n in lengths]
             )
     return lines
+
+
+def _mean_of(records: Sequence[dict], field: str, **match: Any) -> str:
+    """Mean of a record field over the records whose fields equal `match`, as a percentage ('-' if none)."""
+    values = [r[field] for r in records if all(r[k] == v for k, v in match.items())]
+    return f"{100 * sum(values) / len(values):.0f}%" if values else "-"
 
 
 def _safe(name: str) -> str:
