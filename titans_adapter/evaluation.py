@@ -401,11 +401,11 @@ def run_qa(
     return records
 
 
-def accuracy(records: Sequence[dict], keys: Sequence[str]) -> dict[tuple, tuple[float, int]]:
-    """Accuracy and count grouped by the given record fields."""
-    groups: dict[tuple, list[bool]] = defaultdict(list)
+def accuracy(records: Sequence[dict], keys: Sequence[str], score: str = "correct") -> dict[tuple, tuple[float, int]]:
+    """Mean score (exact-match accuracy by default) and count, grouped by the given record fields."""
+    groups: dict[tuple, list[float]] = defaultdict(list)
     for r in records:
-        groups[tuple(r[k] for k in keys)].append(bool(r["correct"]))
+        groups[tuple(r[k] for k in keys)].append(float(r[score]))
     return {k: (sum(v) / len(v), len(v)) for k, v in groups.items()}
 
 

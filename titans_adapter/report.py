@@ -172,10 +172,8 @@ def _qa_section(title: str, records: list[dict], systems: list[str], by_depth: b
     lines += _table(["system"] + tasks, [[s] + [_pct(by_task.get((s, t))) for t in tasks] for s in systems])
     if all("characters_right" in r for r in records):
         lines += ["Partial credit: share of the answer's characters right, in place (mean over examples):", ""]
-        lines += _table(
-            ["system"] + tasks,
-            [[s] + [_mean_of(records, "characters_right", system=s, task=t) for t in tasks] for s in systems],
-        )
+        partial = accuracy(records, ["system", "task"], score="characters_right")
+        lines += _table(["system"] + tasks, [[s] + [_pct(partial.get((s, t))) for t in tasks] for s in systems])
     if by_depth:
         depths = sorted({r["depth"] for r in records})
         grid = accuracy(records, ["system", "length", "depth"])
@@ -185,12 +183,6 @@ def _qa_section(title: str, records: list[dict], systems: list[str], by_depth: b
                 ["length"] + [str(d) for d in depths], [[str(n)] + [_pct(grid.get((s, n, d))) for d in depths] for n in lengths]
             )
     return lines
-
-
-def _mean_of(records: Sequence[dict], field: str, **match: Any) -> str:
-    """Mean of a record field over the records whose fields equal `match`, as a percentage ('-' if none)."""
-    values = [r[field] for r in records if all(r[k] == v for k, v in match.items())]
-    return f"{100 * sum(values) / len(values):.0f}%" if values else "-"
 
 
 def _safe(name: str) -> str:

@@ -346,10 +346,15 @@ def normalize(text: str) -> list[str]:
     return re.sub(r"[^\w\s-]", " ", text.lower()).split()
 
 
+def _first_line_words(prediction: str) -> list[str]:
+    """The normalized words of the prediction's first non-empty line: what an answer is scored on."""
+    return normalize(prediction.strip().split("\n", 1)[0])
+
+
 def exact_match(prediction: str, answer: str) -> bool:
     """The first non-empty line of the prediction starts with exactly the answer's words (what follows is ignored)."""
     want = normalize(answer)
-    got = normalize(prediction.strip().split("\n", 1)[0])
+    got = _first_line_words(prediction)
     return bool(want) and got[: len(want)] == want
 
 
@@ -357,7 +362,7 @@ def characters_right(prediction: str, answer: str) -> float:
     """Share of the answer's characters that the prediction's first line has at the same place (partial
     credit: a 5-digit key with its first 3 digits right scores 0.6; exact_match stays the measure)."""
     want = " ".join(normalize(answer))
-    got = " ".join(normalize(prediction.strip().split("\n", 1)[0]))
+    got = " ".join(_first_line_words(prediction))
     if not want:
         return 0.0
     return sum(a == b for a, b in zip(want, got)) / len(want)
