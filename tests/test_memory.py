@@ -153,6 +153,23 @@ def test_memory_memorizes_written_pairs():
     assert seen_error < 0.05 * unseen_error, (seen_error, unseen_error)
 
 
+@pytest.mark.parametrize("toward_init", [False, True])
+def test_forgetting_decays_toward_zero_or_toward_the_initial_weights(toward_init):
+    """With nothing written (theta 0) and a strong forget gate, the memory fades to zero, or stays at W_0."""
+    memory = make_memory(forget_toward_init=toward_init, use_momentum=False)
+    state = memory.initial_state(1)
+    keys = F.normalize(torch.randn(1, 2, 1, 8, 16), dim=-1)
+    logits = torch.full((1, 2, 1, 8, 2), 3.0)  # alpha = sigmoid(3) = 0.95 per chunk
+    with torch.no_grad():
+        for _ in range(20):
+            state = memory.write_chunks(state, keys, keys, torch.zeros(1, 2, 1, 8), logits)
+    for w, w0 in zip(state.weights, memory.initial_weights):
+        if toward_init:
+            torch.testing.assert_close(w[0], w0)
+        else:
+            assert w.norm() < 1e-6 * w0.norm()
+
+
 def test_no_nan_over_a_million_tokens():
     """Aggressive learning rates over a 1M-token stream stay finite thanks to the update bound and forgetting."""
     memory = make_memory(chunk_size=64, window=64, theta_max=1.0, theta_bias_init=2.0)

@@ -43,7 +43,10 @@ def plain_memory(memory: NeuralMemory, x: torch.Tensor, token_mask: torch.Tensor
         eta = torch.sigmoid(mean[..., 0])[..., None, None] if cfg.use_momentum else 0.0
         alpha = torch.sigmoid(mean[..., 1])[..., None, None] if cfg.use_forget else 0.0
         momentum = [eta * s - g * scale for s, g in zip(momentum, grads)]
-        weights = [(1 - alpha) * w + s for w, s in zip(weights, momentum)]
+        if cfg.forget_toward_init:
+            weights = [w0 + (1 - alpha) * (w - w0) + s for w, s, w0 in zip(weights, momentum, memory.initial_weights)]
+        else:
+            weights = [(1 - alpha) * w + s for w, s in zip(weights, momentum)]
         if (j + 1) % cfg.refresh_every == 0:
             read_weights = weights
     return torch.cat(outputs, dim=2), weights
@@ -53,9 +56,18 @@ def outer_grads(memory: NeuralMemory, x: torch.Tensor, loss: torch.Tensor) -> li
     return list(torch.autograd.grad(loss, [x, *memory.parameters()], allow_unused=False))
 
 
-@pytest.mark.parametrize(("depth", "refresh_every"), [(1, 1), (2, 1), (3, 1), (2, 3), (3, 2)])
-def test_fast_path_matches_plain_outputs_and_outer_gradients(depth, refresh_every):
-    memory = make_memory(memory_depth=depth, refresh_every=refresh_every, max_update_norm=0.05)
+@pytest.mark.parametrize(
+    ("depth", "refresh_every", "toward_init"),
+    [(1, 1, False), (2, 1, False), (3, 1, False), (2, 3, False), (3, 2, False), (2, 1, True), (2, 3, True)],
+)
+def test_fast_path_matches_plain_outputs_and_outer_gradients(depth, refresh_every, toward_init):
+    memory = make_memory(
+        memory_depth=depth,
+        refresh_every=refresh_every,
+        max_update_norm=0.05,
+        forget_toward_init=toward_init,
+        forget_bias_init=-1.0,
+    )
     torch.manual_seed(1)
     x = torch.randn(2, 8 * 9 + 5, 32, requires_grad=True)
     target = torch.randn(2, x.shape[1], 32)

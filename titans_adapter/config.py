@@ -38,6 +38,8 @@ class TitansConfig:
       overlap       tokens of the previous window re-read (not re-predicted) at each window start.
       truncate_bptt detach the memory state every this many windows (0 = backprop through all).
       use_momentum, use_forget  switch the momentum (eta) and forgetting (alpha) terms on or off.
+      forget_toward_init  forgetting decays the memory toward its learned initial weights instead of
+                    toward zero, so a forget gate can bound drift on long reads without erasing them.
       transition_keys  write token t under the key of token t-1 (queries start equal to keys), so a
                     read returns what followed a similar context: copying across windows.
       read_delta    the branch reads M(q) - q, only what was written (the memory's last layer starts at
@@ -62,6 +64,7 @@ class TitansConfig:
     truncate_bptt: int = 0
     use_momentum: bool = True
     use_forget: bool = True
+    forget_toward_init: bool = False
     transition_keys: bool = False
     read_delta: bool = False
 

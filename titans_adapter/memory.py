@@ -5,7 +5,8 @@ Math (DESIGN.md §4), per head, with chunks of c tokens:
     l_t(W) = || M_W(k_t) - v_t ||^2                          associative loss
     G_j    = sum_{t in chunk j} theta_t grad l_t(W_j)         all gradients at the chunk's start weights
     S_{j+1} = eta_j S_j - clip(G_j)                           surprise with momentum
-    W_{j+1} = (1 - alpha_j) W_j + S_{j+1}                     forgetting
+    W_{j+1} = (1 - alpha_j) W_j + S_{j+1}                     forgetting (toward zero)
+    W_{j+1} = W_0 + (1 - alpha_j)(W_j - W_0) + S_{j+1}         forget_toward_init: toward the learned W_0
     y_t    = M_{W_j}(q_t)                                     retrieval, strictly causal
 theta_t is per token; eta_j and alpha_j are per chunk (sigmoid of the chunk's mean gate logit).
 G_j is computed in closed form with a handful of batched matmuls, so the outer autograd can
@@ -83,6 +84,13 @@ class _L2Normalize(torch.autograd.Function):
 def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
     """Unit vectors along the last dim (F.normalize(x, dim=-1), faster to differentiate)."""
     return _L2Normalize.apply(x, eps)
+
+
+def forget_and_add(weight: Tensor, surprise: Tensor, keep: Tensor, anchor: Tensor | None) -> Tensor:
+    """One forgetting step plus the new surprise: anchor + keep (weight - anchor) + surprise (anchor None: zero)."""
+    if anchor is None:
+        return torch.addcmul(surprise, keep, weight)
+    return torch.addcmul(surprise + anchor, keep, weight - anchor)
 
 
 def silu_grad_from(z: Tensor, a: Tensor) -> Tensor:
@@ -259,6 +267,13 @@ class NeuralMemory(nn.Module):
         alpha = torch.sigmoid(mean[..., 1]) if self.config.use_forget else torch.zeros_like(mean[..., 1])
         return eta, alpha
 
+    def forget_anchors(self) -> list[Tensor | None]:
+        """Per MLP layer, what forgetting decays toward: the learned initial weights (H, d_in, d_out) with
+        forget_toward_init, so forgetting bounds drift without erasing what training put there; else zero."""
+        if self.config.forget_toward_init:
+            return [w.float() for w in self.initial_weights]
+        return [None] * len(self.initial_weights)
+
     def write_chunks(
         self, state: LayerMemoryState, keys: Tensor, values: Tensor, theta: Tensor, gate_logits: Tensor
     ) -> LayerMemoryState:
@@ -273,10 +288,11 @@ class NeuralMemory(nn.Module):
         weights, momentum = state.weights, state.momentum
         etas, keeps = eta[..., None, None].unbind(2), (1 - alpha)[..., None, None].unbind(2)  # n x (B, H, 1, 1)
         per_chunk = [u.unbind(2) for u in updates] if n > 1 else [[u.squeeze(2)] for u in updates]
+        anchors = self.forget_anchors()
         for j in range(n):
-            # S <- eta S - u;  W <- (1 - alpha) W + S
+            # S <- eta S - u;  W <- (1 - alpha) W + S  (or toward W_0)
             momentum = [torch.addcmul(-u[j], etas[j], s) for s, u in zip(momentum, per_chunk)]
-            weights = [torch.addcmul(s, keeps[j], w) for w, s in zip(weights, momentum)]
+            weights = [forget_and_add(w, s, keeps[j], a) for w, s, a in zip(weights, momentum, anchors)]
         chunks_written = state.chunks_written + n
         refreshed = chunks_written % self.config.refresh_every == 0
         return LayerMemoryState(
@@ -321,10 +337,10 @@ class NeuralMemory(nn.Module):
         neg_scale = (-self.config.max_update_norm / norm.clamp(min=self.config.max_update_norm))[..., None, None]
         updates = [g * neg_scale for g in grads]
         per_chunk = [u.unbind(2) for u in updates] if n > 1 else [[u.squeeze(2)] for u in updates]
-        etas, keeps = eta.unbind(2), keep.unbind(2)
+        etas, keeps, anchors = eta.unbind(2), keep.unbind(2), self.forget_anchors()
         for j in range(n):
             momentum = [torch.addcmul(u[j], etas[j], s) for s, u in zip(momentum, per_chunk)]  # S <- eta S - clip(G)
-            weights = [torch.addcmul(s, keeps[j], w) for w, s in zip(weights, momentum)]  # W <- (1 - alpha) W + S
+            weights = [forget_and_add(w, s, keeps[j], a) for w, s, a in zip(weights, momentum, anchors)]  # forget, add S
         return read, weights, momentum
 
     def forward(

@@ -654,6 +654,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
         model.eval()
         result = evaluate(model, val_split, tokenizer, recipe, base_too=True)
         result["train_seconds"] = time.time() - started
+        result["steps"] = step
         log.log({"type": "eval", "step": step, **result, **gate_stats(model)})
         say(f"eval step {step}: {format_eval(result)}")
         tmp = output_dir / f".eval.json.tmp-{os.getpid()}"
