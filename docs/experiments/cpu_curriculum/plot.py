@@ -1,5 +1,9 @@
-"""Plot the CPU curriculum run (docs/images/cpu_curriculum.png): the passkey answer loss against steps, and
-held-out accuracy of each answer digit at every evaluation. Reads metrics.jsonl next to this file."""
+"""Plot a CPU curriculum run: the passkey answer loss against steps, and held-out accuracy of each answer digit
+at every evaluation.
+
+    python plot.py                                   # this folder's run -> docs/images/cpu_curriculum.png
+    python plot.py OUT.png METRICS.jsonl [STEP ...]  # another run; STEPs: first step of each stage after the first
+"""
 
 import json
 import sys
@@ -12,10 +16,11 @@ import matplotlib.pyplot as plt
 
 here = Path(__file__).parent
 out = Path(sys.argv[1]) if len(sys.argv) > 1 else here.parents[1] / "images" / "cpu_curriculum.png"
-rows = [json.loads(line) for line in (here / "metrics.jsonl").read_text().splitlines()]
+metrics = Path(sys.argv[2]) if len(sys.argv) > 2 else here / "metrics.jsonl"
+rows = [json.loads(line) for line in metrics.read_text().splitlines()]
 train = [r for r in rows if r["type"] == "train" and r["loss_synthetic"] > 0]  # 0 = no synthetic sample in the batch
 evals = [r for r in rows if r["type"] == "eval" and "synthetic_accuracy_by_position" in r]
-stages = [int(s) for s in (here / "stages.txt").read_text().split()]  # first step of each stage after the first
+stages = [int(s) for s in sys.argv[3:]] if len(sys.argv) > 2 else [int(s) for s in (here / "stages.txt").read_text().split()]
 
 fig, (loss_ax, acc_ax) = plt.subplots(2, 1, figsize=(7, 6), sharex=True)
 steps = [r["step"] for r in train]
