@@ -3,8 +3,9 @@
 #   stage A (recall, 3,600 steps): 4 windows of 128 (the last cut to 32 tokens), the passkey given in window 1 and
 #     asked right after window 3 starts (two windows back, as in DESIGN.md's calibration run), answer loss only;
 #   stage B (reach, 550 steps): 8 windows, the passkey in a random earlier window (1 to 7 windows back);
-#   stage C (essays back, 250 steps): 40% held-in essays with a loss on every window, so that the branch keeps
-#     the base's in-window behaviour (answer-only stages alone make held-out essays worse).
+#   stage C (essays back, 250 steps): back to 4 windows, passkey 1-3 windows back, and 40% held-in essays with a
+#     loss on every window, so that the branch keeps the base's in-window behaviour (answer-only stages alone make
+#     held-out essays worse; 4 windows because an essay loss runs all 30 layers on every token).
 # Forgetting decays toward the learned initial memory (adapter.forget_toward_init), so that reads far longer
 # than the training samples can bound the memory's drift without erasing W_0. Fixed step counts keep the result
 # independent of machine load; max_train_minutes is only a safety net.
@@ -19,4 +20,4 @@ PY=${PY:-python}
 "$PY" scripts/train.py --resume "$out" max_steps=4150 max_train_minutes=25 \
   data.windows_per_sample=8 data.fact_window=-1 data.natural_loss_from_window=7
 "$PY" scripts/train.py --resume "$out" max_steps=4400 max_train_minutes=16 \
-  data.synthetic_fraction=0.6 data.natural_loss_from_window=0
+  data.windows_per_sample=4 data.synthetic_fraction=0.6 data.natural_loss_from_window=0
