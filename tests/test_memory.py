@@ -27,6 +27,7 @@ def reference_memory(memory: NeuralMemory, x: torch.Tensor) -> tuple[torch.Tenso
         theta[:, :, 0] = 0
     B = x.shape[0]
     weights = [w.unsqueeze(0).expand(B, *w.shape).clone() for w in memory.initial_weights]
+    anchors = [w.detach().clone() if cfg.forget_toward_init else torch.zeros_like(w) for w in weights]
     read_weights = [w.clone() for w in weights]
     momentum = [torch.zeros_like(w) for w in weights]
     outputs = []
@@ -46,7 +47,7 @@ def reference_memory(memory: NeuralMemory, x: torch.Tensor) -> tuple[torch.Tenso
         eta = torch.sigmoid(mean[..., 0])[..., None, None]
         alpha = torch.sigmoid(mean[..., 1])[..., None, None]
         momentum = [eta * s - g * scale for s, g in zip(momentum, grads)]
-        weights = [(1 - alpha) * w + s for w, s in zip(weights, momentum)]
+        weights = [a + (1 - alpha) * (w - a) + s for w, s, a in zip(weights, momentum, anchors)]
         if (j + 1) % cfg.refresh_every == 0:
             read_weights = weights
     return torch.cat(outputs, dim=2).detach(), [w.detach() for w in weights]
@@ -66,10 +67,19 @@ def test_closed_form_gradients_match_autograd(depth):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("refresh_every,transition_keys", [(1, False), (3, False), (1, True)])
+@pytest.mark.parametrize(
+    "refresh_every,transition_keys,toward_init", [(1, False, False), (3, False, False), (1, True, False), (1, False, True)]
+)
 @pytest.mark.parametrize("depth", [2, 3])
-def test_chunked_memory_matches_plain_reference(depth, refresh_every, transition_keys):
-    memory = make_memory(memory_depth=depth, refresh_every=refresh_every, max_update_norm=0.05, transition_keys=transition_keys)
+def test_chunked_memory_matches_plain_reference(depth, refresh_every, transition_keys, toward_init):
+    memory = make_memory(
+        memory_depth=depth,
+        refresh_every=refresh_every,
+        max_update_norm=0.05,
+        transition_keys=transition_keys,
+        forget_toward_init=toward_init,
+        forget_bias_init=-1.0 if toward_init else -6.0,  # forget strongly enough that the anchor shows
+    )
     x = torch.randn(2, 8 * 7 + 3, 32)
     with torch.no_grad():
         retrieved, state = memory(x, memory.initial_state(2))

@@ -284,16 +284,11 @@ class NeuralMemory(nn.Module):
 
     def _apply_updates(self, state: LayerMemoryState, updates: list[Tensor], eta: Tensor, alpha: Tensor) -> LayerMemoryState:
         """Run momentum and forgetting over n chunks. updates[i] (B, H, n, d_in, d_out); eta, alpha (B, H, n)."""
-        n = eta.shape[2]
-        weights, momentum = state.weights, state.momentum
-        etas, keeps = eta[..., None, None].unbind(2), (1 - alpha)[..., None, None].unbind(2)  # n x (B, H, 1, 1)
-        per_chunk = [u.unbind(2) for u in updates] if n > 1 else [[u.squeeze(2)] for u in updates]
-        anchors = self.forget_anchors()
-        for j in range(n):
-            # S <- eta S - u;  W <- (1 - alpha) W + S  (or toward W_0)
-            momentum = [torch.addcmul(-u[j], etas[j], s) for s, u in zip(momentum, per_chunk)]
-            weights = [forget_and_add(w, s, keeps[j], a) for w, s, a in zip(weights, momentum, anchors)]
-        chunks_written = state.chunks_written + n
+        steps = [-u for u in updates]
+        weights, momentum = self._momentum_and_forget_loop(
+            state.weights, state.momentum, steps, eta[..., None, None], (1 - alpha)[..., None, None]
+        )
+        chunks_written = state.chunks_written + eta.shape[2]
         refreshed = chunks_written % self.config.refresh_every == 0
         return LayerMemoryState(
             weights=weights,
@@ -306,6 +301,21 @@ class NeuralMemory(nn.Module):
             last_key=state.last_key,
             chunks_written=chunks_written,
         )
+
+    def _momentum_and_forget_loop(
+        self, weights: list[Tensor], momentum: list[Tensor], steps: list[Tensor], eta: Tensor, keep: Tensor
+    ) -> tuple[list[Tensor], list[Tensor]]:
+        """Chunk by chunk: S <- eta S + step;  W <- (1 - alpha) W + S (or decayed toward W_0).
+
+        steps[i] (B, H, n, d_in, d_out) = -clip(G) per chunk; eta, keep = 1 - alpha: (B, H, n, 1, 1).
+        """
+        n = eta.shape[2]
+        per_chunk = [u.unbind(2) for u in steps] if n > 1 else [[u.squeeze(2)] for u in steps]
+        etas, keeps, anchors = eta.unbind(2), keep.unbind(2), self.forget_anchors()
+        for j in range(n):
+            momentum = [torch.addcmul(u[j], etas[j], s) for s, u in zip(momentum, per_chunk)]
+            weights = [forget_and_add(w, s, keeps[j], a) for w, s, a in zip(weights, momentum, anchors)]
+        return weights, momentum
 
     def _write_group(
         self,
@@ -335,12 +345,7 @@ class NeuralMemory(nn.Module):
         # Per-head bound on the norm of each chunk's summed update; the sign is folded in: u = -clip(G).
         norm = torch.linalg.vector_norm(torch.cat([g.flatten(-2) for g in grads], dim=-1), dim=-1)  # (B, H, n)
         neg_scale = (-self.config.max_update_norm / norm.clamp(min=self.config.max_update_norm))[..., None, None]
-        updates = [g * neg_scale for g in grads]
-        per_chunk = [u.unbind(2) for u in updates] if n > 1 else [[u.squeeze(2)] for u in updates]
-        etas, keeps, anchors = eta.unbind(2), keep.unbind(2), self.forget_anchors()
-        for j in range(n):
-            momentum = [torch.addcmul(u[j], etas[j], s) for s, u in zip(momentum, per_chunk)]  # S <- eta S - clip(G)
-            weights = [forget_and_add(w, s, keeps[j], a) for w, s, a in zip(weights, momentum, anchors)]  # forget, add S
+        weights, momentum = self._momentum_and_forget_loop(weights, momentum, [g * neg_scale for g in grads], eta, keep)
         return read, weights, momentum
 
     def forward(
