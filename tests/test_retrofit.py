@@ -225,3 +225,40 @@ def test_branch_output_stays_bounded_when_memory_weights_blow_up(tiny_model):
     )
     assert torch.isfinite(out).all()
     assert (out - hidden).norm(dim=-1).max() <= bound * 1.001
+
+
+def test_cached_branch_inputs_continue_a_stream_exactly(tiny_base):
+    """head, then gap windows written from their cached branch inputs, then tail: the same logits and the same
+    gradients as reading head + gap + tail token by token (the memory at layer 1, so frozen layer 0 runs below it)."""
+    model = retrofit(tiny_base, tiny_config(layers=[1]))
+    open_gates(model)
+    torch.manual_seed(3)
+    head, gap, tail = (torch.randint(0, 128, (2, n)) for n in (32, 96, 20))
+    full = model(torch.cat([head, gap, tail], 1))
+    state = model(head, return_logits=False).memory_state
+    cached = model.branch_inputs(gap)
+    assert cached.shape == (2, 96, 64) and not cached.requires_grad
+    state = model.write_branch_inputs(cached, state)
+    assert state.tokens_seen == 128 and state.cache is None
+    out = model(tail, memory_state=state)
+    torch.testing.assert_close(out.logits, full.logits[:, -20:], atol=1e-5, rtol=1e-5)
+    reference = {n: g for n, g in zip(model.adapter_parameters(), torch.autograd.grad(full.logits[:, -20:].square().mean(), list(model.adapter_parameters().values())))}
+    grads = torch.autograd.grad(out.logits.square().mean(), list(model.adapter_parameters().values()))
+    for (name, expected), got in zip(reference.items(), grads):
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_cached_branch_inputs_refuse_what_they_cannot_reproduce(tiny_base):
+    model = retrofit(tiny_base, tiny_config(layers=[0, 1]))
+    with pytest.raises(ValueError, match="exactly one memory layer"):
+        model.branch_inputs(torch.zeros(1, 32, dtype=torch.long))
+    model.unload()
+    model = retrofit(tiny_base, tiny_config(layers=[1]))
+    with pytest.raises(ValueError, match="whole windows"):
+        model.branch_inputs(torch.zeros(1, 40, dtype=torch.long))
+    hidden = model.branch_inputs(torch.zeros(1, 32, dtype=torch.long))
+    mid_window = model(torch.zeros(1, 5, dtype=torch.long), return_logits=False).memory_state
+    with pytest.raises(ValueError, match="window boundary"):
+        model.write_branch_inputs(hidden, mid_window)
+    with pytest.raises(ValueError, match="batch 2"):
+        model.write_branch_inputs(hidden, model.init_memory_state(2))

@@ -21,7 +21,15 @@ from titans_adapter import load_adapter
 from titans_adapter.config import ConfigError
 from titans_adapter.data import DataError
 from titans_adapter.recipe import load_recipe
-from titans_adapter.training import LORA_WEIGHTS, build_model, evaluate_run, latest_checkpoint, load_trained, train
+from titans_adapter.training import (
+    LORA_WEIGHTS,
+    build_model,
+    evaluate_run,
+    latest_checkpoint,
+    load_trained,
+    sample_loss,
+    train,
+)
 
 ROOT = Path(__file__).parent.parent
 TRAIN = str(ROOT / "scripts" / "train.py")
@@ -214,3 +222,37 @@ def test_gradient_checkpointing_gives_the_same_training(tiny_dir, tmp_path):
     model, _ = build_model(recipe_of(tiny_recipe(tiny_dir, ckpt), "gradient_checkpointing=true"), torch.device("cpu"), "fp32")
     layers = model.base.model.layers
     assert layers[1].gradient_checkpointing and not layers[0].gradient_checkpointing  # the memory layer never recomputes
+
+
+def test_sample_loss_with_a_gap_equals_reading_the_gap_tokens(tiny_dir, tmp_path):
+    """The loss of head + cached gap + last window equals the loss of the whole token sequence (gap unlabelled)."""
+    model, _ = build_model(recipe_of(tiny_recipe(tiny_dir, tmp_path / "m")), torch.device("cpu"), "fp32")
+    with torch.no_grad():
+        model.memories["0"].gate.normal_()
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (2, 80))  # windows of 32: head 0..63, last window 64..79
+    labels = ids.clone()
+    labels[:, :40] = -100
+    labels[:, 64] = -100  # its prediction would cross the gap
+    gap_ids = torch.randint(0, 1000, (2, 64))
+    gap = model.branch_inputs(gap_ids)
+    loss = sample_loss(model, ids, labels, gap)
+    full_ids = torch.cat([ids[:, :64], gap_ids, ids[:, 64:]], 1)
+    full_labels = torch.cat([labels[:, :64], torch.full_like(gap_ids, -100), labels[:, 64:]], 1)
+    expected = model(full_ids, labels=full_labels, return_logits=False).loss
+    assert abs(loss.item() - expected.item()) < 1e-5
+    assert abs(sample_loss(model, ids, labels, None).item() - loss.item()) > 1e-4  # the gap matters
+
+
+def test_training_with_gap_windows_reports_far_recall(tiny_dir, tmp_path):
+    out = tmp_path / "gap"
+    path = tiny_recipe(tiny_dir, out, max_steps=4, eval_every=2)
+    result = train(recipe_of(path, "data.gap_windows=3", "data.gap_pool_windows=16", "data.synthetic_tasks=[passkey]"))
+    assert 0 <= result["far_synthetic_token_accuracy"] <= 1 and len(result["far_synthetic_accuracy_by_position"]) == 5
+    evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
+    assert [e["step"] for e in evals] == [0, 2, 4] and all("far_synthetic_exact" in e for e in evals)
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
+    assert len(losses) == 4 and all(torch.isfinite(torch.tensor(losses)))
+    for bad, message in (("adapter.layers=[0,1]", "exactly one memory layer"), ("lora.enabled=true", "LoRA")):
+        with pytest.raises(ConfigError, match=message):
+            recipe_of(path, "data.gap_windows=3", bad)

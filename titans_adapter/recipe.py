@@ -56,6 +56,8 @@ DEFAULTS: dict[str, Any] = {
         "natural_loss_weight": 1.0,  # weight of the natural-text loss against the synthetic answer loss
         "natural_loss_from_window": 1,  # natural text: loss only on windows >= this (memory matters there)
         "last_window_tokens": 0,  # samples end this many tokens into their last window (0 = a whole window)
+        "gap_windows": 0,  # up to this many cached essay windows read before every sample's last window (0 = none)
+        "gap_pool_windows": 512,  # training-split windows whose branch inputs are computed once for the gaps
     },
     "seed": 0,
     "max_steps": 1000,
@@ -213,6 +215,7 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
     non_negative += [
         "data.max_documents",
         "data.natural_loss_from_window",
+        "data.gap_windows",
         "max_train_minutes",
         "lr",
         "gate_lr",
@@ -256,6 +259,16 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
         raise ConfigError(
             f"data.fact_window ({data['fact_window']}) must come before the question window ({question}), or be -1 (random)."
         )
+    if data["gap_windows"]:
+        if data["gap_pool_windows"] < 1:
+            raise ConfigError(f"data.gap_pool_windows must be >= 1 when data.gap_windows is set, got {data['gap_pool_windows']}.")
+        if len(config.layers) != 1 or config.persistent_tokens or config.overlap:
+            raise ConfigError(
+                "data.gap_windows reads cached branch inputs, which needs exactly one memory layer (adapter.layers), "
+                "adapter.persistent_tokens 0 and adapter.overlap 0."
+            )
+        if recipe["lora"]["enabled"]:
+            raise ConfigError("data.gap_windows caches the frozen layers' outputs, which LoRA (lora.enabled) would change.")
     if recipe["lora"]["enabled"] and not recipe["lora"]["target_modules"]:
         raise ConfigError("lora.target_modules is empty while lora.enabled is true.")
     return config

@@ -318,6 +318,69 @@ class TitansModel(nn.Module):
         logits = torch.cat(logits_parts, dim=1) if return_logits else None
         return TitansOutput(loss=loss, logits=logits, memory_state=state)
 
+    # ----- cached branch inputs (training on long reads) -------------------------------------------
+    def _cacheable_layer(self) -> int:
+        """The memory layer whose inputs depend on nothing but the window's own tokens, or an error."""
+        if len(self.config.layers) != 1 or self.config.persistent_tokens or self.config.overlap:
+            raise ConfigError(
+                "Cached branch inputs need exactly one memory layer, no persistent tokens and no overlap "
+                f"(layers {self.config.layers}, persistent_tokens {self.config.persistent_tokens}, overlap {self.config.overlap})."
+            )
+        return self.config.layers[0]
+
+    @torch.no_grad()
+    def branch_inputs(self, input_ids: Tensor, batch_windows: int = 32) -> Tensor:
+        """The hidden states the memory branch reads for whole windows: (B, n * window) ids -> (B, n * window, hidden).
+
+        Each window runs through the frozen layers up to the memory layer from a fresh start, as forward()
+        reads it; the result depends only on the window's tokens, so it can be computed once and written into
+        many streams with `write_branch_inputs` (no frozen layer runs then).
+        """
+        layer, window = self._cacheable_layer(), self.config.window
+        input_ids = self._check_input(input_ids, None)
+        B, T = input_ids.shape
+        if T % window:
+            raise ValueError(f"branch_inputs reads whole windows of {window} tokens; got {T} tokens.")
+        windows = input_ids.reshape(-1, window)  # (B * n, window): every window read on its own
+        captured: list[Tensor] = []
+
+        def capture(module: nn.Module, args: tuple, output: Any) -> None:
+            captured.append(output[0] if isinstance(output, tuple) else output)
+            raise _StopForward
+
+        handle = self.base.model.layers[layer].register_forward_hook(capture)
+        try:
+            for start in range(0, windows.shape[0], batch_windows):
+                try:
+                    self.base(input_ids=windows[start : start + batch_windows], use_cache=False)
+                except _StopForward:
+                    pass
+        finally:
+            handle.remove()
+        return torch.cat(captured).reshape(B, T, -1)
+
+    def write_branch_inputs(self, hidden: Tensor, memory_state: MemoryState) -> MemoryState:
+        """Write whole windows of cached branch inputs (B, n * window, hidden) into the memory.
+
+        The state afterwards equals that of forward(ids, memory_state=..., return_logits=False) on the windows the
+        inputs came from (`branch_inputs`), gradients through the memory included; the frozen layers do not run.
+        """
+        layer, window = self._cacheable_layer(), self.config.window
+        if memory_state.window_pos:
+            raise ValueError(f"write_branch_inputs starts at a window boundary; the state is {memory_state.window_pos} tokens into one.")
+        if hidden.dim() != 3 or hidden.shape[1] % window or hidden.shape[0] != memory_state.batch_size:
+            raise ValueError(
+                f"hidden must be (batch {memory_state.batch_size}, whole windows of {window}, hidden), got {tuple(hidden.shape)}."
+            )
+        state = memory_state
+        for start in range(0, hidden.shape[1], window):
+            _, layer_state = self.memories[str(layer)](hidden[:, start : start + window], state.layers[layer])
+            tokens_seen = state.tokens_seen + window
+            state = MemoryState(layers={layer: layer_state}, tokens_seen=tokens_seen, window=window)
+            if self.config.truncate_bptt and (tokens_seen // window) % self.config.truncate_bptt == 0:
+                state = state.detach()
+        return state
+
     def _check_input(self, input_ids: Tensor, attention_mask: Tensor | None) -> Tensor:
         if not isinstance(input_ids, Tensor):
             raise TypeError(f"input_ids must be a torch.Tensor of token ids, got {type(input_ids).__name__}.")

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from .config import ConfigError, TitansConfig
-from .data import PackedSplit, load_documents, prepare_splits
+from .data import DataError, PackedSplit, load_documents, prepare_splits
 from .models import load_base_model, load_tokenizer
 from .recipe import check_environment, dump_recipe, validate_recipe
 from .retrofit import (
@@ -117,6 +117,56 @@ class SampleStream:
             return torch.from_numpy(np.stack([it[k] for it in items])).to(device) if items else None
 
         return Batch(stack(syn, 0), stack(syn, 1), stack(nat, 0), stack(nat, 1))
+
+
+class GapPool:
+    """Branch inputs of essay windows, computed once, read as a gap before a sample's last window (data.gap_windows).
+
+    A gap window costs the memory alone (the frozen layers below it ran once, here), so samples can reach
+    many windows further back than their own tokens at little cost per step.
+    """
+
+    def __init__(self, model: TitansModel, split: PackedSplit, recipe: dict[str, Any], seed_offset: int = 0) -> None:
+        from tqdm.auto import tqdm
+
+        self.window, self.seed = recipe["adapter"]["window"], recipe["seed"] + seed_offset
+        available = len(split.tokens) // self.window
+        count = min(recipe["data"]["gap_pool_windows"], available)
+        if count == 0:
+            raise DataError(f"No whole window of {self.window} tokens for data.gap_windows in a split of {len(split.tokens)} tokens.")
+        picks = np.sort(np.random.default_rng([self.seed, 1]).choice(available, count, replace=False))
+        ids = torch.from_numpy(np.stack([split.tokens[i * self.window : (i + 1) * self.window] for i in picks]))
+        batch = 32
+        parts = [
+            model.branch_inputs(ids[start : start + batch].to(model.device))
+            for start in tqdm(range(0, count, batch), desc="gap windows", unit_scale=batch, dynamic_ncols=True)
+        ]
+        self.hidden = torch.cat(parts)  # (count, window, hidden)
+
+    def draw(self, rows: int, max_windows: int, key: list[int]) -> Tensor | None:
+        """(rows, k * window, hidden) for k drawn in 0..max_windows (the same k for every row), or None for k = 0."""
+        rng = np.random.default_rng([self.seed, *key])
+        k = int(rng.integers(0, max_windows + 1))
+        return self.fixed(rows, k, rng) if k else None
+
+    def fixed(self, rows: int, windows: int, rng: np.random.Generator) -> Tensor:
+        """(rows, windows * window, hidden): pool windows drawn with replacement."""
+        picks = torch.from_numpy(rng.integers(0, len(self.hidden), (rows, windows)))
+        return self.hidden[picks].reshape(rows, windows * self.window, -1)
+
+
+def sample_loss(model: TitansModel, ids: Tensor, labels: Tensor, gap: Tensor | None) -> Tensor:
+    """Mean loss over the labelled tokens of (b, L) samples; a gap (b, k * window, hidden) is read before the last window."""
+    if gap is None:
+        return model(ids, labels=labels, return_logits=False).loss
+    window = model.config.window
+    split = (ids.shape[1] - 1) // window * window  # start of the last window
+    head = model(ids[:, :split], labels=labels[:, :split], return_logits=False)
+    state = model.write_branch_inputs(gap, head.memory_state)
+    tail = model(ids[:, split:], labels=labels[:, split:], memory_state=state, return_logits=False)
+    # forward() counts targets from the second position of what it reads; weigh the two means by those counts.
+    n_head, n_tail = (int((part[:, 1:] != -100).sum()) for part in (labels[:, :split], labels[:, split:]))
+    return (head.loss * n_head + tail.loss * n_tail) / max(n_head + n_tail, 1)
 
 
 def micro_batch_indices(step: int, micro: int, rank: int, recipe: dict[str, Any], world: int) -> list[int]:
@@ -359,10 +409,19 @@ def window_losses(logits: Tensor, ids: Tensor, window: int) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, Any], base_too: bool = False) -> dict[str, Any]:
+def evaluate(
+    model: TitansModel,
+    val: PackedSplit,
+    tokenizer,
+    recipe: dict[str, Any],
+    base_too: bool = False,
+    gap_pool: GapPool | None = None,
+) -> dict[str, Any]:
     """Validation loss by window index and synthetic answer accuracy, for the model; with base_too also for
     the windowed base (the frozen base reading each window alone: the retrofit at init) and for the model with
     its memory reset at every window (the `reset_*` keys: what carrying the memory across windows adds).
+    With a gap pool (validation windows), also the answers with data.gap_windows windows before the question's
+    (the `far_*` keys).
     """
     window, n_win, batch = recipe["adapter"]["window"], recipe["data"]["windows_per_sample"], recipe["batch_size"]
     device = model.device
@@ -383,7 +442,28 @@ def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, 
     if base_too:
         results["base_val_loss_by_window"] = (sums["base"] / max(len(samples), 1)).tolist()
         results["reset_val_loss_by_window"] = (sums["reset"] / max(len(samples), 1)).tolist()
-    data = recipe["data"]
+    results.update(synthetic_accuracy(model, val, tokenizer, recipe, base_too))
+    if gap_pool is not None:  # the same questions with the longest gap of training before the question's window
+        far = synthetic_accuracy(model, val, tokenizer, recipe, False, gap_pool, recipe["data"]["gap_windows"])
+        results.update({f"far_{key}": value for key, value in far.items()})
+    return results
+
+
+def synthetic_accuracy(
+    model: TitansModel,
+    val: PackedSplit,
+    tokenizer,
+    recipe: dict[str, Any],
+    base_too: bool,
+    gap_pool: GapPool | None = None,
+    gap_windows: int = 0,
+) -> dict[str, Any]:
+    """Greedy answers to held-out synthetic questions: token accuracy, exact match and accuracy per answer token.
+
+    With gap_windows, that many gap-pool windows are read right before the question's window. With base_too,
+    also the windowed base and the adapter with its memory reset (`base_*`, `reset_*`).
+    """
+    data, window, device = recipe["data"], recipe["adapter"]["window"], model.device
     correct = {"model": 0, "base": 0, "reset": 0}
     exact = {"model": 0, "base": 0, "reset": 0}
     total = 0
@@ -393,7 +473,7 @@ def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, 
             val.tokens,
             tokenizer,
             window=window,
-            windows=n_win,
+            windows=data["windows_per_sample"],
             tasks=data["synthetic_tasks"] or ["passkey"],
             seed=recipe["seed"] + VAL_SEED_OFFSET,
             index=index,
@@ -406,6 +486,8 @@ def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, 
         a0, a1 = sample.answer_span
         target = ids[0, a0:a1]
         state = model(ids[:, :q_start], return_logits=False).memory_state
+        if gap_windows and gap_pool is not None:
+            state = model.write_branch_inputs(gap_pool.fixed(1, gap_windows, np.random.default_rng([index])), state)
         logits = model(ids[:, q_start:a1], memory_state=state).logits[0]
         answer = slice(a0 - 1 - q_start, a1 - 1 - q_start)
         preds = {"model": logits[answer].argmax(-1)}
@@ -422,9 +504,11 @@ def evaluate(model: TitansModel, val: PackedSplit, tokenizer, recipe: dict[str, 
             counts[0] += int(right)
             counts[1] += 1
     n = max(recipe["eval_synthetic_samples"], 1)
-    results["synthetic_token_accuracy"] = correct["model"] / max(total, 1)
-    results["synthetic_exact"] = exact["model"] / n
-    results["synthetic_accuracy_by_position"] = [right / seen for right, seen in by_position]
+    results = {
+        "synthetic_token_accuracy": correct["model"] / max(total, 1),
+        "synthetic_exact": exact["model"] / n,
+        "synthetic_accuracy_by_position": [right / seen for right, seen in by_position],
+    }
     if base_too:
         results["base_synthetic_token_accuracy"] = correct["base"] / max(total, 1)
         results["base_synthetic_exact"] = exact["base"] / n
@@ -522,7 +606,8 @@ def evaluate_run(run_dir: str | os.PathLike, recipe: dict[str, Any]) -> dict[str
     _, val_split = load_splits(recipe, tokenizer)
     model = load_trained(base, run_dir).eval()
     with torch.no_grad():
-        return evaluate(model, val_split, tokenizer, recipe, base_too=True)
+        val_gaps = GapPool(model, val_split, recipe, VAL_SEED_OFFSET) if recipe["data"]["gap_windows"] else None
+        return evaluate(model, val_split, tokenizer, recipe, base_too=True, gap_pool=val_gaps)
 
 
 def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> dict[str, Any]:
@@ -557,6 +642,11 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
     torch.manual_seed(recipe["seed"])
     random.seed(recipe["seed"])
     model, _ = build_model(recipe, accelerator.device, precision)
+    train_gaps = val_gaps = None
+    if data["gap_windows"]:
+        say(f"computing the branch inputs of up to {data['gap_pool_windows']} windows per split for data.gap_windows")
+        train_gaps = GapPool(model, train_split, recipe)
+        val_gaps = GapPool(model, val_split, recipe, VAL_SEED_OFFSET)
     optimizer = accelerator.prepare(make_optimizer(model, recipe))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe))
     params = list(trainable_parameters(model).values())
@@ -581,7 +671,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
 
     if step == 0 and main and recipe["eval_every"]:
         model.eval()
-        result = evaluate(model, val_split, tokenizer, recipe, base_too=True)
+        result = evaluate(model, val_split, tokenizer, recipe, base_too=True, gap_pool=val_gaps)
         log.log({"type": "eval", "step": 0, **result})
         say(f"eval step 0: {format_eval(result)}")
     bar = tqdm(total=recipe["max_steps"], initial=step, disable=not main, desc="train", dynamic_ncols=True)
@@ -602,8 +692,9 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
                 for ids, labels, weight, slot in kinds:
                     if ids is None or weight == 0:
                         continue
+                    gap = train_gaps.draw(ids.shape[0], data["gap_windows"], [step, micro, rank, slot]) if train_gaps else None
                     with accelerator.autocast():
-                        loss = model(ids, labels=labels, return_logits=False).loss
+                        loss = sample_loss(model, ids, labels, gap)
                     # Weighted by its share of the micro-batch: the mean over samples, whatever the process count.
                     share = weight * ids.shape[0] / recipe["batch_size"] / recipe["grad_accum"]
                     accelerator.backward(loss * share)
@@ -631,7 +722,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
                 log.log({**record, **gate_stats(model)})
             if recipe["eval_every"] and step % recipe["eval_every"] == 0 and step < recipe["max_steps"] and main:
                 model.eval()
-                result = evaluate(model, val_split, tokenizer, recipe)
+                result = evaluate(model, val_split, tokenizer, recipe, gap_pool=val_gaps)
                 log.log({"type": "eval", "step": step, **result})
                 bar.write(f"eval step {step}: {format_eval(result)}")
             signalled = stop.signal is not None
@@ -652,7 +743,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
         save_checkpoint(output_dir, step, model, optimizer, scheduler, recipe)
         save_final_adapter(model, output_dir, recipe["lora"])
         model.eval()
-        result = evaluate(model, val_split, tokenizer, recipe, base_too=True)
+        result = evaluate(model, val_split, tokenizer, recipe, base_too=True, gap_pool=val_gaps)
         result["train_seconds"] = time.time() - started
         result["steps"] = step
         log.log({"type": "eval", "step": step, **result, **gate_stats(model)})
@@ -680,4 +771,8 @@ def format_eval(result: dict[str, Any]) -> str:
     if by_position:
         text += "; by answer token " + " ".join(f"{x:.2f}" for x in by_position)
         text += f"; exact {result['synthetic_exact']:.3f}"
+    if "far_synthetic_token_accuracy" in result:
+        far = " ".join(f"{x:.2f}" for x in result["far_synthetic_accuracy_by_position"])
+        text += f"; after the longest gap: token acc {result['far_synthetic_token_accuracy']:.3f}, by answer token {far}"
+        text += f", exact {result['far_synthetic_exact']:.3f}"
     return text
