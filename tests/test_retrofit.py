@@ -242,10 +242,11 @@ def test_cached_branch_inputs_continue_a_stream_exactly(tiny_base):
     assert state.tokens_seen == 128 and state.cache is None
     out = model(tail, memory_state=state)
     torch.testing.assert_close(out.logits, full.logits[:, -20:], atol=1e-5, rtol=1e-5)
-    reference = {n: g for n, g in zip(model.adapter_parameters(), torch.autograd.grad(full.logits[:, -20:].square().mean(), list(model.adapter_parameters().values())))}
-    grads = torch.autograd.grad(out.logits.square().mean(), list(model.adapter_parameters().values()))
-    for (name, expected), got in zip(reference.items(), grads):
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-4, msg=name)
+    params = model.adapter_parameters()
+    expected = torch.autograd.grad(full.logits[:, -20:].square().mean(), list(params.values()))
+    got = torch.autograd.grad(out.logits.square().mean(), list(params.values()))
+    for name, a, b in zip(params, got, expected):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4, msg=name)
 
 
 def test_cached_branch_inputs_refuse_what_they_cannot_reproduce(tiny_base):

@@ -367,7 +367,9 @@ class TitansModel(nn.Module):
         """
         layer, window = self._cacheable_layer(), self.config.window
         if memory_state.window_pos:
-            raise ValueError(f"write_branch_inputs starts at a window boundary; the state is {memory_state.window_pos} tokens into one.")
+            raise ValueError(
+                f"write_branch_inputs starts at a window boundary; the state is {memory_state.window_pos} tokens into one."
+            )
         if hidden.dim() != 3 or hidden.shape[1] % window or hidden.shape[0] != memory_state.batch_size:
             raise ValueError(
                 f"hidden must be (batch {memory_state.batch_size}, whole windows of {window}, hidden), got {tuple(hidden.shape)}."

@@ -133,7 +133,9 @@ class GapPool:
         available = len(split.tokens) // self.window
         count = min(recipe["data"]["gap_pool_windows"], available)
         if count == 0:
-            raise DataError(f"No whole window of {self.window} tokens for data.gap_windows in a split of {len(split.tokens)} tokens.")
+            raise DataError(
+                f"No whole window of {self.window} tokens for data.gap_windows in a split of {len(split.tokens)} tokens."
+            )
         picks = np.sort(np.random.default_rng([self.seed, 1]).choice(available, count, replace=False))
         ids = torch.from_numpy(np.stack([split.tokens[i * self.window : (i + 1) * self.window] for i in picks]))
         batch = 32
