@@ -2,9 +2,10 @@
 
 The training validation's passkeys (held-out essays, the key 1-3 windows before the question's), with D more
 held-out essay windows read right before the question's window (from their cached branch inputs), for each D.
-Prints a table per run, writes the numbers as JSON and a plot of digits right against windows back.
+Prints a table per run, writes the numbers as JSON and a plot of digits right against windows back. Runs
+already in OUT.json and not named again are kept (and plotted); no RUN_DIR only redraws the plot.
 
-python docs/experiments/cpu_2h_gap/recall_by_distance.py OUT.png OUT.json RUN_DIR [RUN_DIR ...] [--gaps 0 8 ...]
+python docs/experiments/cpu_2h_gap/recall_by_distance.py OUT.png OUT.json [RUN_DIR ...] [--gaps 0 8 ...]
 """
 
 from __future__ import annotations
@@ -53,11 +54,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("plot")
     parser.add_argument("json")
-    parser.add_argument("runs", nargs="+")
+    parser.add_argument("runs", nargs="*")
     parser.add_argument("--gaps", type=int, nargs="+", default=[0, 8, 16, 32, 64, 128])
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--batch", type=int, default=25)
     args = parser.parse_args()
+    previous = json.loads(Path(args.json).read_text()) if Path(args.json).is_file() else {"results": {}}
+    results, own = previous["results"], previous.get("mean_own_windows_back")
+    if args.runs:
+        new, own = evaluate_runs(args)
+        results.update(new)
+        tmp = Path(f"{args.json}.tmp")
+        tmp.write_text(json.dumps({"mean_own_windows_back": own, "results": results}, indent=2))
+        tmp.replace(args.json)
+    plot(results, own, args.plot)
+    print(f"\nwrote {args.plot} and {args.json}")
+
+
+def evaluate_runs(args: argparse.Namespace) -> tuple[dict, float]:
+    """Recall by gap for every named run (printed as tables), and the samples' mean windows back without a gap."""
     torch.set_num_threads(2)
     recipe = load_recipe(Path(args.runs[0]) / "recipe.yaml", ["data.synthetic_tasks=[passkey]"])
     base, tokenizer = load_frozen_base(recipe, "cpu", "fp32")
@@ -92,19 +107,22 @@ def main() -> None:
         for gap, r in results[run].items():
             digits = " / ".join(f"{100 * x:.0f}" for x in r["by_digit"])
             print(f"| {own + gap:.1f} | {100 * r['digits']:.1f}% | {digits}% | {100 * r['exact']:.0f}% |")
-    Path(args.json).write_text(json.dumps({"mean_own_windows_back": own, "results": results}, indent=2))
+    return results, own
+
+
+def plot(results: dict, own: float, path: str) -> None:
+    """Digits right (teacher-forced, as in training's validation) against windows back, one line per run."""
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for run, by_gap in results.items():
-        ax.plot([own + g for g in by_gap], [100 * r["digits"] for r in by_gap.values()], "o-", label=Path(run).name)
+        ax.plot([own + int(g) for g in by_gap], [100 * r["digits"] for r in by_gap.values()], "o-", label=Path(run).name)
     ax.axhline(10, color="grey", ls=":", label="chance (a digit)")
-    ax.set_xscale("symlog", linthresh=4)
-    ax.set_xlabel(f"windows of {window} tokens between key and question (mean)")
+    ax.set_xscale("log")
+    ax.set_xlabel("windows between key and question (mean; 128 tokens each)")
     ax.set_ylabel("held-out passkey digits right (%)")
     ax.set_ylim(0, 100)
     ax.legend()
     fig.tight_layout()
-    fig.savefig(args.plot, dpi=120)
-    print(f"\nwrote {args.plot} and {args.json}")
+    fig.savefig(path, dpi=120)
 
 
 if __name__ == "__main__":
