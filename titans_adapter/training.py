@@ -120,7 +120,7 @@ class SampleStream:
 
 
 class GapPool:
-    """Branch inputs of essay windows, computed once, read as a gap before a sample's last window (data.gap_windows).
+    """Branch inputs of a split's text windows, computed once, read as a gap before a sample's last window (data.gap_windows).
 
     A gap window costs the memory alone (the frozen layers below it ran once, here), so samples can reach
     many windows further back than their own tokens at little cost per step.
@@ -460,7 +460,8 @@ def synthetic_accuracy(
     gap_pool: GapPool | None = None,
     gap_windows: int = 0,
 ) -> dict[str, Any]:
-    """Greedy answers to held-out synthetic questions: token accuracy, exact match and accuracy per answer token.
+    """Held-out synthetic questions, each answer token predicted (argmax) after the true ones before it: token
+    accuracy, exact match (= the greedy answer is right) and accuracy per answer token.
 
     With gap_windows, that many gap-pool windows are read right before the question's window. With base_too,
     also the windowed base and the adapter with its memory reset (`base_*`, `reset_*`).
