@@ -30,11 +30,11 @@ def recall(model, samples, pool: GapPool, gap: int, batch: int) -> dict:
     """Digits right per answer position and exact matches, the key `gap` windows further back."""
     a0, a1 = samples[0].answer_span  # every passkey answer: 5 digit tokens ending the sample
     assert all(s.answer_span == (a0, a1) for s in samples)
-    right, exact, window = np.zeros(a1 - a0), 0, model.config.window
+    q_start = a0 // model.config.window * model.config.window  # the question's window
+    right, exact = np.zeros(a1 - a0), 0
     for start in range(0, len(samples), batch):
         group = samples[start : start + batch]
         ids = torch.from_numpy(np.stack([s.ids for s in group]))
-        q_start = a0 // window * window
         with torch.no_grad():
             state = model(ids[:, :q_start], return_logits=False).memory_state
             if gap:
@@ -90,7 +90,7 @@ def evaluate_runs(args: argparse.Namespace) -> tuple[dict, float]:
             fact_window=data["fact_window"],
             question_window=data["question_window"],
             last_window_tokens=data["last_window_tokens"],
-        )  # fmt: skip
+        )
         for i in range(args.samples)
     ]
     # Windows between the key's window and the question's, without a gap.
