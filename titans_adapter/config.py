@@ -98,6 +98,16 @@ class TitansConfig:
         if self.theta_max <= 0 or self.max_update_norm <= 0:
             raise ConfigError("theta_max and max_update_norm must be positive.")
 
+    def cacheable_layer(self, what: str) -> int:
+        """The memory layer whose branch inputs depend on nothing but the window's own tokens, so they can be
+        computed once and reused; a ConfigError saying why `what` cannot use them otherwise."""
+        if len(self.layers) != 1 or self.persistent_tokens or self.overlap:
+            raise ConfigError(
+                f"{what} needs exactly one memory layer, no persistent tokens and no overlap (layers {self.layers}, "
+                f"persistent_tokens {self.persistent_tokens}, overlap {self.overlap})."
+            )
+        return self.layers[0]
+
     @property
     def memory_hidden(self) -> int:
         return self.head_dim * self.memory_expansion

@@ -262,11 +262,7 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
     if data["gap_windows"]:
         if data["gap_pool_windows"] < 1:
             raise ConfigError(f"data.gap_pool_windows must be >= 1 when data.gap_windows is set, got {data['gap_pool_windows']}.")
-        if len(config.layers) != 1 or config.persistent_tokens or config.overlap:
-            raise ConfigError(
-                "data.gap_windows reads cached branch inputs, which needs exactly one memory layer (adapter.layers), "
-                "adapter.persistent_tokens 0 and adapter.overlap 0."
-            )
+        config.cacheable_layer("data.gap_windows (cached branch inputs)")
         if recipe["lora"]["enabled"]:
             raise ConfigError("data.gap_windows caches the frozen layers' outputs, which LoRA (lora.enabled) would change.")
     if recipe["lora"]["enabled"] and not recipe["lora"]["target_modules"]:

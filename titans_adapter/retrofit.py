@@ -319,15 +319,6 @@ class TitansModel(nn.Module):
         return TitansOutput(loss=loss, logits=logits, memory_state=state)
 
     # ----- cached branch inputs (training on long reads) -------------------------------------------
-    def _cacheable_layer(self) -> int:
-        """The memory layer whose inputs depend on nothing but the window's own tokens, or an error."""
-        if len(self.config.layers) != 1 or self.config.persistent_tokens or self.config.overlap:
-            raise ConfigError(
-                "Cached branch inputs need exactly one memory layer, no persistent tokens and no overlap "
-                f"(layers {self.config.layers}, persistent_tokens {self.config.persistent_tokens}, overlap {self.config.overlap})."
-            )
-        return self.config.layers[0]
-
     @torch.no_grad()
     def branch_inputs(self, input_ids: Tensor, batch_windows: int = 32) -> Tensor:
         """The hidden states the memory branch reads for whole windows: (B, n * window) ids -> (B, n * window, hidden).
@@ -336,7 +327,7 @@ class TitansModel(nn.Module):
         reads it; the result depends only on the window's tokens, so it can be computed once and written into
         many streams with `write_branch_inputs` (no frozen layer runs then).
         """
-        layer, window = self._cacheable_layer(), self.config.window
+        layer, window = self.config.cacheable_layer("Cached branch inputs"), self.config.window
         input_ids = self._check_input(input_ids, None)
         B, T = input_ids.shape
         if T % window:
@@ -365,7 +356,7 @@ class TitansModel(nn.Module):
         The state afterwards equals that of forward(ids, memory_state=..., return_logits=False) on the windows the
         inputs came from (`branch_inputs`), gradients through the memory included; the frozen layers do not run.
         """
-        layer, window = self._cacheable_layer(), self.config.window
+        layer, window = self.config.cacheable_layer("Cached branch inputs"), self.config.window
         if memory_state.window_pos:
             raise ValueError(
                 f"write_branch_inputs starts at a window boundary; the state is {memory_state.window_pos} tokens into one."
