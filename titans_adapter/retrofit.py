@@ -72,12 +72,17 @@ class MemoryBranch(nn.Module):
         every token's vector (the same function; fewer full-width passes, which matters on CPU).
         """
         with torch.autocast(device_type=hidden.device.type, enabled=False):
-            normed = F.rms_norm(hidden.float(), self.norm.normalized_shape, None, self.norm.eps)
-            retrieved, state = self.memory(normed, state, input_scale=self.norm.weight)  # (B, T, H * head_dim)
+            retrieved, state = self.read_and_write(hidden, state)  # (B, T, H * head_dim)
             heads = self.memory.config.num_heads
             retrieved = l2_normalize(retrieved.unflatten(-1, (heads, -1))).flatten(-2)
             delta = F.linear(retrieved, self.out_proj.weight * self.gate[:, None])
         return hidden + delta.to(hidden.dtype), state
+
+    def read_and_write(self, hidden: Tensor, state: LayerMemoryState) -> tuple[Tensor, LayerMemoryState]:
+        """The memory's raw retrieval (B, T, H * head_dim) for hidden (B, T, hidden_size), and the written state."""
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            normed = F.rms_norm(hidden.float(), self.norm.normalized_shape, None, self.norm.eps)
+            return self.memory(normed, state, input_scale=self.norm.weight)
 
 
 @dataclass
@@ -367,7 +372,7 @@ class TitansModel(nn.Module):
             )
         state = memory_state
         for start in range(0, hidden.shape[1], window):
-            _, layer_state = self.memories[str(layer)](hidden[:, start : start + window], state.layers[layer])
+            _, layer_state = self.memories[str(layer)].read_and_write(hidden[:, start : start + window], state.layers[layer])
             tokens_seen = state.tokens_seen + window
             state = MemoryState(layers={layer: layer_state}, tokens_seen=tokens_seen, window=window)
             if self.config.truncate_bptt and (tokens_seen // window) % self.config.truncate_bptt == 0:
