@@ -93,6 +93,11 @@ def test_window_smaller_than_chunk_is_refused():
         TitansConfig(window=32, chunk_size=64)
 
 
+def test_two_ways_of_shifting_keys_are_refused():
+    with pytest.raises(ConfigError, match="choose one"):
+        TitansConfig(transition_keys=True, bigram_keys=True)
+
+
 def test_unknown_config_key_suggests_the_right_one():
     with pytest.raises(ConfigError, match="Did you mean 'chunk_size'"):
         TitansConfig.from_dict({"chunk_sise": 64})

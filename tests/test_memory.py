@@ -25,6 +25,9 @@ def reference_memory(memory: NeuralMemory, x: torch.Tensor) -> tuple[torch.Tenso
         k = torch.cat([torch.zeros_like(k[:, :, :1]), k[:, :, :-1]], dim=2)
         theta = theta.clone()
         theta[:, :, 0] = 0
+    if cfg.bigram_keys:  # token t's key also holds token t-1's context key; the first token has none
+        context = memory.context_keys(x)
+        k = F.normalize(k + torch.cat([torch.zeros_like(context[:, :, :1]), context[:, :, :-1]], dim=2), dim=-1)
     B = x.shape[0]
     weights = [w.unsqueeze(0).expand(B, *w.shape).clone() for w in memory.initial_weights]
     anchors = [w.detach().clone() if cfg.forget_toward_init else torch.zeros_like(w) for w in weights]
@@ -68,15 +71,16 @@ def test_closed_form_gradients_match_autograd(depth):
 
 
 @pytest.mark.parametrize(
-    "refresh_every,transition_keys,toward_init", [(1, False, False), (3, False, False), (1, True, False), (1, False, True)]
+    "refresh_every,keys,toward_init",
+    [(1, None, False), (3, None, False), (1, "transition_keys", False), (1, "bigram_keys", False), (1, None, True)],
 )
 @pytest.mark.parametrize("depth", [2, 3])
-def test_chunked_memory_matches_plain_reference(depth, refresh_every, transition_keys, toward_init):
+def test_chunked_memory_matches_plain_reference(depth, refresh_every, keys, toward_init):
     memory = make_memory(
         memory_depth=depth,
         refresh_every=refresh_every,
         max_update_norm=0.05,
-        transition_keys=transition_keys,
+        **({keys: True} if keys else {}),
         forget_toward_init=toward_init,
         forget_bias_init=-1.0 if toward_init else -6.0,  # forget strongly enough that the anchor shows
     )
@@ -91,9 +95,12 @@ def test_chunked_memory_matches_plain_reference(depth, refresh_every, transition
     assert state.pending_keys.shape[2] == 3  # the unfinished chunk waits in the state
 
 
-@pytest.mark.parametrize("refresh_every,transition_keys,read_delta", [(1, False, False), (2, False, False), (1, True, True)])
-def test_stream_in_pieces_equals_one_call(refresh_every, transition_keys, read_delta):
-    memory = make_memory(refresh_every=refresh_every, transition_keys=transition_keys, read_delta=read_delta)
+@pytest.mark.parametrize(
+    "overrides",
+    [{}, {"refresh_every": 2}, {"transition_keys": True, "read_delta": True}, {"bigram_keys": True}],
+)
+def test_stream_in_pieces_equals_one_call(overrides):
+    memory = make_memory(**overrides)
     x = torch.randn(2, 61, 32)
     with torch.no_grad():
         whole, whole_state = memory(x, memory.initial_state(2))
@@ -117,6 +124,30 @@ def test_transition_keys_skip_tokens_without_a_real_predecessor():
     shifted, new_theta, _ = NeuralMemory.shift_keys(k, theta, last, None)  # a continued stream: its last key leads
     torch.testing.assert_close(shifted[:, :, 0], last[:, :, 0])
     assert new_theta.min() == 1
+
+
+def test_bigram_keys_name_a_token_by_its_predecessor():
+    k = F.normalize(torch.randn(2, 1, 4, 3), dim=-1)
+    context = F.normalize(torch.randn(2, 1, 4, 3), dim=-1)
+    mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])  # row 0 left-padded
+    keys, last = NeuralMemory.add_previous_context(k, context, context[:, :, :0], mask)
+    torch.testing.assert_close(keys[1, :, 1:], F.normalize(k[1, :, 1:] + context[1, :, :-1], dim=-1))
+    torch.testing.assert_close(keys[0, :, 3], F.normalize(k[0, :, 3] + context[0, :, 2], dim=-1))
+    for b, t in [(0, 0), (0, 2), (1, 0)]:  # the stream's first token and the first after padding keep their own key
+        torch.testing.assert_close(keys[b, :, t], k[b, :, t])
+    assert torch.equal(last, context[:, :, -1:])
+    keys, _ = NeuralMemory.add_previous_context(k, context, last, None)  # a continued stream: its last context leads
+    torch.testing.assert_close(keys[:, :, 0], F.normalize(k[:, :, 0] + last[:, :, 0], dim=-1))
+
+
+def test_bigram_keys_start_from_the_query_projection_and_train():
+    memory = make_memory(bigram_keys=True)
+    heads_dim = memory.config.num_heads * memory.config.head_dim
+    assert torch.equal(memory.to_context_key.weight, memory.to_qkv.weight[:heads_dim])
+    x = torch.randn(1, 24, 32)
+    out, _ = memory(x, memory.initial_state(1))
+    out[:, 16:].sum().backward()  # chunk 2 reads what chunks 0-1 wrote under their bigram keys
+    assert memory.to_context_key.weight.grad.abs().max() > 0
 
 
 def test_short_calls_are_written_once_the_chunk_fills():

@@ -37,6 +37,7 @@ def test_windows_restart_positions(tiny_base):
         {"overlap": 5},
         {"refresh_every": 2, "layers": [0, 1]},
         {"transition_keys": True, "read_delta": True},
+        {"bigram_keys": True},
     ],
 )
 def test_causality_inside_and_across_windows(tiny_base, overrides):
@@ -60,6 +61,7 @@ def test_causality_inside_and_across_windows(tiny_base, overrides):
         {"persistent_tokens": 2, "overlap": 4},
         {"refresh_every": 3, "layers": [0, 1]},
         {"transition_keys": True, "read_delta": True},
+        {"bigram_keys": True},
     ],
 )
 def test_streaming_in_pieces_equals_one_call(tiny_base, overrides):

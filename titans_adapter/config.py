@@ -42,6 +42,9 @@ class TitansConfig:
                     toward zero, so a forget gate can bound drift on long reads without erasing them.
       transition_keys  write token t under the key of token t-1 (queries start equal to keys), so a
                     read returns what followed a similar context: copying across windows.
+      bigram_keys   write token t under the normalized sum of its own key and a context key of token t-1 (the
+                    context projection starts equal to the query's), so a query from a state like token t-1's
+                    finds token t by what preceded it, not by its position: the next digit of a number.
       read_delta    the branch reads M(q) - q, only what was written (the memory's last layer starts at
                     zero, so it starts empty), instead of M(q), where the query's echo drowns the writes.
     """
@@ -66,6 +69,7 @@ class TitansConfig:
     use_forget: bool = True
     forget_toward_init: bool = False
     transition_keys: bool = False
+    bigram_keys: bool = False
     read_delta: bool = False
 
     def __post_init__(self) -> None:
@@ -95,6 +99,8 @@ class TitansConfig:
         for name in ("persistent_tokens", "truncate_bptt"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}.")
+        if self.transition_keys and self.bigram_keys:
+            raise ConfigError("transition_keys and bigram_keys both shift keys; choose one.")
         if self.theta_max <= 0 or self.max_update_norm <= 0:
             raise ConfigError("theta_max and max_update_norm must be positive.")
 

@@ -105,7 +105,8 @@ class LayerMemoryState:
     weights, momentum: per MLP layer, (B, H, d_in, d_out) fp32; read_weights: the weights reads and
     gradients use (the same list unless refresh_every > 1). pending_*: tokens of the unfinished chunk,
     written when it fills: keys/values (B, H, p, head_dim), theta (B, H, p), gate_logits (B, H, p, 2).
-    last_key: with transition keys, the key of the last token read (B, H, 1, head_dim); empty before any.
+    last_key: with transition keys, the key of the last token read (B, H, 1, head_dim); with bigram keys, its
+    context key; empty before any.
     """
 
     weights: list[Tensor]
@@ -181,6 +182,10 @@ class NeuralMemory(nn.Module):
             with torch.no_grad():
                 qkv = self.to_qkv.weight.view(3, heads * head_dim, dim)
                 qkv[1].copy_(qkv[0])
+        if config.bigram_keys:  # the context key starts as the query projection: a query like token t-1 finds t
+            self.to_context_key = nn.Linear(dim, heads * head_dim, bias=False)
+            with torch.no_grad():
+                self.to_context_key.weight.copy_(self.to_qkv.weight[: heads * head_dim])
         dims = [head_dim] + [hidden] * (config.memory_depth - 1) + [head_dim]
         self.initial_weights = nn.ParameterList(
             nn.Parameter(torch.randn(heads, d_in, d_out) / d_in**0.5) for d_in, d_out in zip(dims[:-1], dims[1:])
@@ -239,6 +244,31 @@ class NeuralMemory(nn.Module):
             previous_real = torch.cat([token_mask.new_ones(token_mask.shape[0], 1), token_mask[:, :-1]], dim=1)
             theta = theta * previous_real[:, None, :].to(theta.dtype)
         return torch.cat([last_key, k[:, :, :-1]], dim=2), theta, k[:, :, -1:]
+
+    def context_keys(self, x: Tensor, input_scale: Tensor | None = None) -> Tensor:
+        """Bigram keys' context part of every token: x (B, T, dim) -> (B, H, T, head_dim), L2-normalized."""
+        B, T, _ = x.shape
+        weight = self.to_context_key.weight if input_scale is None else self.to_context_key.weight * input_scale
+        context = l2_normalize(F.linear(x, weight).view(B, T, self.config.num_heads, self.config.head_dim))
+        return context.transpose(1, 2)
+
+    @staticmethod
+    def add_previous_context(
+        k: Tensor, context: Tensor, last_context: Tensor, token_mask: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """Bigram keys: token t's key becomes normalize(k_t + context_{t-1}), so what preceded a token names it.
+
+        k, context (B, H, T, head_dim); last_context (B, H, 0 or 1, head_dim), the previous call's last token. A token
+        without a real predecessor (the stream's first, or the first after padding) keeps its own key.
+        Returns the keys and the new last context.
+        """
+        if last_context.shape[2] == 0:
+            last_context = torch.zeros_like(context[:, :, :1])
+        previous = torch.cat([last_context, context[:, :, :-1]], dim=2)
+        if token_mask is not None:
+            previous_real = torch.cat([token_mask.new_ones(token_mask.shape[0], 1), token_mask[:, :-1]], dim=1)
+            previous = previous * previous_real[:, None, :, None].to(previous.dtype)
+        return l2_normalize(k + previous), context[:, :, -1:]
 
     # ----- read / write ------------------------------------------------------------------------
     @staticmethod
@@ -366,6 +396,11 @@ class NeuralMemory(nn.Module):
             if cfg.transition_keys and T:
                 k, theta, last_key = self.shift_keys(k, theta, state.last_key, token_mask)
                 state = replace(state, last_key=last_key)
+            elif cfg.bigram_keys and T:
+                k, last_context = self.add_previous_context(
+                    k, self.context_keys(x.float(), input_scale), state.last_key, token_mask
+                )
+                state = replace(state, last_key=last_context)
             # The stream so far: pending tokens of the unfinished chunk, then the new ones.
             p = state.pending_keys.shape[2]
             if p:
