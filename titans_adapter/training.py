@@ -39,7 +39,7 @@ from .retrofit import (
     retrofit,
     write_dir_atomically,
 )
-from .synthetic import cut_length, make_sample
+from .synthetic import SyntheticSample, cut_length, make_sample
 
 LORA_CONFIG = "lora_config.json"
 LORA_WEIGHTS = "lora_model.safetensors"
@@ -69,13 +69,30 @@ def sample_length(recipe: dict[str, Any]) -> int:
     return cut_length(window, data["windows_per_sample"], data["last_window_tokens"])
 
 
+def recipe_sample(recipe: dict[str, Any], split: PackedSplit, tokenizer, seed: int, index: int) -> SyntheticSample:
+    """Synthetic sample `index` of the stream `seed` over a split's text, laid out as the recipe's data section says
+    (validation: seed = the recipe's seed + VAL_SEED_OFFSET, passkeys when the recipe names no synthetic task)."""
+    data = recipe["data"]
+    return make_sample(
+        split.tokens,
+        tokenizer,
+        window=recipe["adapter"]["window"],
+        windows=data["windows_per_sample"],
+        tasks=data["synthetic_tasks"] or ["passkey"],
+        seed=seed,
+        index=index,
+        fact_window=data["fact_window"],
+        question_window=data["question_window"],
+        last_window_tokens=data["last_window_tokens"],
+    )
+
+
 class SampleStream:
     """Training samples by global index: synthetic (fact + question) or natural packed text."""
 
     def __init__(self, train: PackedSplit, tokenizer, recipe: dict[str, Any]) -> None:
         self.train, self.tokenizer, self.recipe = train, tokenizer, recipe
         self.window = recipe["adapter"]["window"]
-        self.windows = recipe["data"]["windows_per_sample"]
         self.length = sample_length(recipe)
 
     def is_synthetic(self, index: int) -> bool:
@@ -93,19 +110,7 @@ class SampleStream:
         return ids, labels
 
     def synthetic(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        data = self.recipe["data"]
-        sample = make_sample(
-            self.train.tokens,
-            self.tokenizer,
-            window=self.window,
-            windows=self.windows,
-            tasks=data["synthetic_tasks"],
-            seed=self.recipe["seed"],
-            index=index,
-            fact_window=data["fact_window"],
-            question_window=data["question_window"],
-            last_window_tokens=data["last_window_tokens"],
-        )
+        sample = recipe_sample(self.recipe, self.train, self.tokenizer, self.recipe["seed"], index)
         return sample.ids, sample.labels
 
     def batch(self, indices: list[int], device: torch.device) -> Batch:
@@ -466,24 +471,13 @@ def synthetic_accuracy(
     With gap_windows, that many gap-pool windows are read right before the question's window. With base_too,
     also the windowed base and the adapter with its memory reset (`base_*`, `reset_*`).
     """
-    data, window, device = recipe["data"], recipe["adapter"]["window"], model.device
+    window, device = recipe["adapter"]["window"], model.device
     correct = {"model": 0, "base": 0, "reset": 0}
     exact = {"model": 0, "base": 0, "reset": 0}
     total = 0
     by_position: list[list[int]] = []  # [right, seen] per answer token position
     for index in range(recipe["eval_synthetic_samples"]):
-        sample = make_sample(
-            val.tokens,
-            tokenizer,
-            window=window,
-            windows=data["windows_per_sample"],
-            tasks=data["synthetic_tasks"] or ["passkey"],
-            seed=recipe["seed"] + VAL_SEED_OFFSET,
-            index=index,
-            fact_window=data["fact_window"],
-            question_window=data["question_window"],
-            last_window_tokens=data["last_window_tokens"],
-        )
+        sample = recipe_sample(recipe, val, tokenizer, recipe["seed"] + VAL_SEED_OFFSET, index)
         ids = torch.from_numpy(sample.ids).to(device).unsqueeze(0)
         q_start = (sample.answer_span[0] // window) * window
         a0, a1 = sample.answer_span

@@ -24,8 +24,7 @@ import torch.nn.functional as F
 
 from titans_adapter import TitansConfig, retrofit
 from titans_adapter.recipe import load_recipe
-from titans_adapter.synthetic import make_sample
-from titans_adapter.training import VAL_SEED_OFFSET, load_frozen_base, load_splits, load_trained
+from titans_adapter.training import VAL_SEED_OFFSET, load_frozen_base, load_splits, load_trained, recipe_sample
 
 
 def branch_queries_and_keys(model, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,22 +91,8 @@ def main() -> None:
     recipe = load_recipe(Path(args.run) / "recipe.yaml", ["data.synthetic_tasks=[passkey]"])
     base, tokenizer = load_frozen_base(recipe, "cpu", "fp32")
     _, val = load_splits(recipe, tokenizer)
-    data, window = recipe["data"], recipe["adapter"]["window"]
-    samples = [
-        make_sample(
-            val.tokens,
-            tokenizer,
-            window=window,
-            windows=data["windows_per_sample"],
-            tasks=["passkey"],
-            seed=recipe["seed"] + VAL_SEED_OFFSET,
-            index=i,
-            fact_window=data["fact_window"],
-            question_window=data["question_window"],
-            last_window_tokens=data["last_window_tokens"],
-        )
-        for i in range(args.samples)
-    ]
+    window = recipe["adapter"]["window"]
+    samples = [recipe_sample(recipe, val, tokenizer, recipe["seed"] + VAL_SEED_OFFSET, i) for i in range(args.samples)]
     written = samples[0].answer_span[0] // window * window
     print(f"{args.samples} held-out passkeys; keys ranked among the {written} written before the question's window")
     print("| adapter | key | digits 1 / 2 / 3 / 4 / 5: top match | median rank |")

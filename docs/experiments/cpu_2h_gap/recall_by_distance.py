@@ -22,8 +22,14 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from titans_adapter.recipe import load_recipe  # noqa: E402
-from titans_adapter.synthetic import make_sample  # noqa: E402
-from titans_adapter.training import VAL_SEED_OFFSET, GapPool, load_frozen_base, load_splits, load_trained  # noqa: E402
+from titans_adapter.training import (  # noqa: E402
+    VAL_SEED_OFFSET,
+    GapPool,
+    load_frozen_base,
+    load_splits,
+    load_trained,
+    recipe_sample,
+)
 
 
 def recall(model, samples, pool: GapPool, gap: int, batch: int) -> dict:
@@ -77,22 +83,8 @@ def evaluate_runs(args: argparse.Namespace) -> tuple[dict, float]:
     recipe = load_recipe(Path(args.runs[0]) / "recipe.yaml", ["data.synthetic_tasks=[passkey]"])
     base, tokenizer = load_frozen_base(recipe, "cpu", "fp32")
     _, val = load_splits(recipe, tokenizer)
-    data, window = recipe["data"], recipe["adapter"]["window"]
-    samples = [
-        make_sample(
-            val.tokens,
-            tokenizer,
-            window=window,
-            windows=data["windows_per_sample"],
-            tasks=["passkey"],
-            seed=recipe["seed"] + VAL_SEED_OFFSET,
-            index=i,
-            fact_window=data["fact_window"],
-            question_window=data["question_window"],
-            last_window_tokens=data["last_window_tokens"],
-        )
-        for i in range(args.samples)
-    ]
+    window = recipe["adapter"]["window"]
+    samples = [recipe_sample(recipe, val, tokenizer, recipe["seed"] + VAL_SEED_OFFSET, i) for i in range(args.samples)]
     # Windows between the key's window and the question's, without a gap.
     own = float(np.mean([s.answer_span[0] // window - s.fact_span[0] // window for s in samples]))
     results = {}
