@@ -270,6 +270,28 @@ class NeuralMemory(nn.Module):
             previous = previous * previous_real[:, None, :, None].to(previous.dtype)
         return l2_normalize(k + previous), context[:, :, -1:]
 
+    def written_keys(
+        self,
+        x: Tensor,
+        k: Tensor,
+        theta: Tensor,
+        state: LayerMemoryState,
+        token_mask: Tensor | None = None,
+        input_scale: Tensor | None = None,
+    ) -> tuple[Tensor, Tensor, LayerMemoryState]:
+        """The keys tokens are written under, their theta, and the state with its last key: the tokens' own keys,
+        token t-1's (transition keys) or their own plus token t-1's context key (bigram keys).
+
+        x (B, T, dim) fp32 with T >= 1; k (B, H, T, head_dim) and theta (B, H, T) from project(x, input_scale).
+        """
+        if self.config.transition_keys:
+            k, theta, last_key = self.shift_keys(k, theta, state.last_key, token_mask)
+        elif self.config.bigram_keys:
+            k, last_key = self.add_previous_context(k, self.context_keys(x, input_scale), state.last_key, token_mask)
+        else:
+            return k, theta, state
+        return k, theta, replace(state, last_key=last_key)
+
     # ----- read / write ------------------------------------------------------------------------
     @staticmethod
     def read(weights: list[Tensor], queries: Tensor) -> Tensor:
@@ -390,17 +412,12 @@ class NeuralMemory(nn.Module):
         B, T, _ = x.shape
         H, dh, c, r = cfg.num_heads, cfg.head_dim, cfg.chunk_size, cfg.refresh_every
         with torch.autocast(device_type=x.device.type, enabled=False):
-            q, k, v, theta, gate_logits = self.project(x.float(), input_scale)
+            x = x.float()
+            q, k, v, theta, gate_logits = self.project(x, input_scale)
             if token_mask is not None:
                 theta = theta * token_mask[:, None, :].to(theta.dtype)
-            if cfg.transition_keys and T:
-                k, theta, last_key = self.shift_keys(k, theta, state.last_key, token_mask)
-                state = replace(state, last_key=last_key)
-            elif cfg.bigram_keys and T:
-                k, last_context = self.add_previous_context(
-                    k, self.context_keys(x.float(), input_scale), state.last_key, token_mask
-                )
-                state = replace(state, last_key=last_context)
+            if T:
+                k, theta, state = self.written_keys(x, k, theta, state, token_mask, input_scale)
             # The stream so far: pending tokens of the unfinished chunk, then the new ones.
             p = state.pending_keys.shape[2]
             if p:

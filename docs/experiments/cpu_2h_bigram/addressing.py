@@ -37,12 +37,9 @@ def branch_queries_and_keys(model, ids: torch.Tensor) -> tuple[torch.Tensor, tor
     with torch.no_grad():
         model(ids, return_logits=False)
         hook.remove()
-        x = torch.cat([a for a, _ in inputs], dim=1)  # (B, T, dim): every window's normed branch input
-        q, k, _, _, _ = memory.project(x, inputs[0][1])
-        if memory.config.bigram_keys:
-            k, _ = memory.add_previous_context(k, memory.context_keys(x, inputs[0][1]), k[:, :, :0], None)
-        elif memory.config.transition_keys:
-            k = torch.cat([torch.zeros_like(k[:, :, :1]), k[:, :, :-1]], dim=2)
+        x, scale = torch.cat([a for a, _ in inputs], dim=1), inputs[0][1]  # (B, T, dim): every window's branch input
+        q, k, _, theta, _ = memory.project(x, scale)
+        k, _, _ = memory.written_keys(x, k, theta, memory.initial_state(x.shape[0]), input_scale=scale)
     if len(memory.initial_weights) > 1:  # compare in the memory's first-layer feature space: (B, H, T, hidden)
         first = memory.initial_weights[0].detach()
         q, k = F.silu(q @ first), F.silu(k @ first)
