@@ -49,6 +49,20 @@ def test_fact_and_question_sit_where_they_claim(task, fact_window, question_wind
         assert (s.labels[labelled] == s.ids[labelled]).all()
 
 
+@pytest.mark.parametrize("last_window_tokens", [0, 64])
+def test_answer_end_labels_a_period_after_the_answer(last_window_tokens):
+    tok, window = CharTokenizer(), 128
+    kwargs = dict(window=window, windows=3, tasks=["passkey"], seed=0, index=4, last_window_tokens=last_window_tokens)
+    plain, ended = make_sample(FILLER, tok, **kwargs), make_sample(FILLER, tok, answer_end=True, **kwargs)
+    a0, a1 = ended.answer_span
+    assert ended.answer == plain.answer == tok.decode(ended.ids[a0:a1]) and a1 - a0 == 5
+    assert a1 == len(ended.ids) - 1 and tok.decode(ended.ids[a1:]) == "."  # the period closes the sample
+    assert np.flatnonzero(ended.labels != -100).tolist() == list(range(a0, a1 + 1))
+    assert (
+        ended.fact_span == plain.fact_span and (ended.ids[: ended.question_span[0]] == plain.ids[: ended.question_span[0]]).all()
+    )
+
+
 def test_deterministic_from_seed_and_index():
     tok = CharTokenizer()
     kwargs = dict(window=128, windows=3, tasks=["passkey", "kv", "name_attribute"])

@@ -247,8 +247,10 @@ def test_sample_loss_with_a_gap_equals_reading_the_gap_tokens(tiny_dir, tmp_path
 def test_training_with_gap_windows_reports_far_recall(tiny_dir, tmp_path):
     out = tmp_path / "gap"
     path = tiny_recipe(tiny_dir, out, max_steps=4, eval_every=2)
-    result = train(recipe_of(path, "data.gap_windows=3", "data.gap_pool_windows=16", "data.synthetic_tasks=[passkey]"))
+    overrides = ["data.gap_windows=3", "data.gap_pool_windows=16", "data.synthetic_tasks=[passkey]", "data.answer_end=true"]
+    result = train(recipe_of(path, *overrides))
     assert 0 <= result["far_synthetic_token_accuracy"] <= 1 and len(result["far_synthetic_accuracy_by_position"]) == 5
+    assert 0 <= result["synthetic_end_accuracy"] <= 1 and 0 <= result["far_synthetic_end_accuracy"] <= 1
     evals = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"eval"' in line]
     assert [e["step"] for e in evals] == [0, 2, 4] and all("far_synthetic_exact" in e for e in evals)
     losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in line]

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "question_window": -1,  # window holding the question (-1 = the last)
         "natural_loss_weight": 1.0,  # weight of the natural-text loss against the synthetic answer loss
         "natural_loss_from_window": 1,  # natural text: loss only on windows >= this (memory matters there)
+        "answer_end": False,  # synthetic answers end in a trained "." (a greedy answer then stops after the key)
         "last_window_tokens": 0,  # samples end this many tokens into their last window (0 = a whole window)
         "gap_windows": 0,  # up to this many cached essay windows read before every sample's last window (0 = none)
         "gap_pool_windows": 512,  # training-split windows whose branch inputs are computed once for the gaps

@@ -26,7 +26,8 @@ WORDS += ["garden", "harbor", "island", "jacket", "lemon", "meadow", "orange", "
 
 @dataclass
 class SyntheticSample:
-    """ids and labels (L,), labels -100 except on the answer; spans are [start, end) token positions."""
+    """ids and labels (L,), labels -100 except on the answer (and the "." after it with answer_end); spans are
+    [start, end) token positions, answer_span the answer alone."""
 
     ids: np.ndarray
     labels: np.ndarray
@@ -89,11 +90,13 @@ def make_sample(
     fact_window: int = 0,
     question_window: int = -1,
     last_window_tokens: int = 0,
+    answer_end: bool = False,
 ) -> SyntheticSample:
     """Sample `index` of the stream `seed`: essay filler of windows * window tokens with a fact put at a
     random place inside `fact_window` and question + answer ending `question_window` (-1 = the last).
     fact_window -1 picks a random window before the question's. last_window_tokens > 0 cuts the last
-    window to that many tokens (a question there then comes right after the window starts).
+    window to that many tokens (a question there then comes right after the window starts). answer_end puts a
+    labelled "." after the answer: the token that tells a greedy reader the answer is over.
     """
     if len(filler) == 0:
         raise DataError("No filler text for synthetic samples.")
@@ -106,7 +109,8 @@ def make_sample(
     fact, question, answer = make_fact(task, rng)
     fact_ids = _encode(tokenizer, fact)
     q_ids, a_ids = answer_tokens(tokenizer, question, answer)
-    qa = q_ids + a_ids
+    end_ids = _encode(tokenizer, ".") if answer_end else []
+    qa = q_ids + a_ids + end_ids
     if len(fact_ids) > window or len(qa) >= window:
         raise DataError(f"window {window} is too small for a synthetic fact ({len(fact_ids)} tokens) or question ({len(qa)}).")
     length = cut_length(window, windows, last_window_tokens)
@@ -120,14 +124,14 @@ def make_sample(
     q_start = q_end - len(qa)
     ids[q_start:q_end] = qa
     labels = np.full(length, -100, dtype=np.int64)
-    a_start = q_end - len(a_ids)
-    labels[a_start:q_end] = a_ids
+    a_start = q_start + len(q_ids)
+    labels[a_start:q_end] = a_ids + end_ids
     return SyntheticSample(
         ids=ids,
         labels=labels,
         task=task,
         fact_span=(fact_start, fact_start + len(fact_ids)),
         question_span=(q_start, a_start),
-        answer_span=(a_start, q_end),
+        answer_span=(a_start, a_start + len(a_ids)),
         answer=answer.strip(),
     )

@@ -84,6 +84,7 @@ def recipe_sample(recipe: dict[str, Any], split: PackedSplit, tokenizer, seed: i
         fact_window=data["fact_window"],
         question_window=data["question_window"],
         last_window_tokens=data["last_window_tokens"],
+        answer_end=data["answer_end"],
     )
 
 
@@ -466,7 +467,8 @@ def synthetic_accuracy(
     gap_windows: int = 0,
 ) -> dict[str, Any]:
     """Held-out synthetic questions, each answer token predicted (argmax) after the true ones before it: token
-    accuracy, exact match (= the greedy answer is right) and accuracy per answer token.
+    accuracy, exact match (= the greedy answer is right) and accuracy per answer token; with data.answer_end, also
+    how often the "." after a whole answer is predicted (the greedy answer stops).
 
     With gap_windows, that many gap-pool windows are read right before the question's window. With base_too,
     also the windowed base and the adapter with its memory reset (`base_*`, `reset_*`).
@@ -474,7 +476,7 @@ def synthetic_accuracy(
     window, device = recipe["adapter"]["window"], model.device
     correct = {"model": 0, "base": 0, "reset": 0}
     exact = {"model": 0, "base": 0, "reset": 0}
-    total = 0
+    total = ends_right = 0
     by_position: list[list[int]] = []  # [right, seen] per answer token position
     for index in range(recipe["eval_synthetic_samples"]):
         sample = recipe_sample(recipe, val, tokenizer, recipe["seed"] + VAL_SEED_OFFSET, index)
@@ -495,6 +497,8 @@ def synthetic_accuracy(
             correct[key] += int((pred == target).sum())
             exact[key] += int(bool((pred == target).all()))
         total += len(target)
+        if recipe["data"]["answer_end"]:  # the logits after the answer's last token predict its "."
+            ends_right += int(logits[a1 - 1 - q_start].argmax() == ids[0, a1])
         hits = (preds["model"] == target).tolist()  # e.g. the 5 digits of a passkey
         by_position += [[0, 0] for _ in range(len(hits) - len(by_position))]
         for counts, right in zip(by_position, hits):
@@ -506,6 +510,8 @@ def synthetic_accuracy(
         "synthetic_exact": exact["model"] / n,
         "synthetic_accuracy_by_position": [right / seen for right, seen in by_position],
     }
+    if recipe["data"]["answer_end"]:
+        results["synthetic_end_accuracy"] = ends_right / n
     if base_too:
         results["base_synthetic_token_accuracy"] = correct["base"] / max(total, 1)
         results["base_synthetic_exact"] = exact["base"] / n
@@ -768,8 +774,12 @@ def format_eval(result: dict[str, Any]) -> str:
     if by_position:
         text += "; by answer token " + " ".join(f"{x:.2f}" for x in by_position)
         text += f"; exact {result['synthetic_exact']:.3f}"
+    if "synthetic_end_accuracy" in result:
+        text += f"; answer ends with '.' {result['synthetic_end_accuracy']:.3f}"
     if "far_synthetic_token_accuracy" in result:
         far = " ".join(f"{x:.2f}" for x in result["far_synthetic_accuracy_by_position"])
         text += f"; after the longest gap: token acc {result['far_synthetic_token_accuracy']:.3f}, by answer token {far}"
         text += f", exact {result['far_synthetic_exact']:.3f}"
+        if "far_synthetic_end_accuracy" in result:
+            text += f", ends with '.' {result['far_synthetic_end_accuracy']:.3f}"
     return text
