@@ -1,7 +1,8 @@
-"""Two runs of docs/experiments/cpu_2h/run.sh side by side: the passkey answer loss against steps, and held-out
-accuracy of each answer digit at every evaluation, with a table of the evaluations on stdout.
+"""Up to three runs of docs/experiments/cpu_2h/run.sh side by side: the passkey answer loss against steps, and
+held-out accuracy of each answer digit at every evaluation, with a table of the evaluations on stdout.
+(A run with data.answer_end averages its answer loss over the five digits and the '.' after them.)
 
-    python compare.py OUT.png NAME=METRICS.jsonl NAME=METRICS.jsonl
+    python compare.py OUT.png NAME=METRICS.jsonl NAME=METRICS.jsonl [NAME=METRICS.jsonl]
 """
 
 import json
@@ -43,7 +44,7 @@ for digit in range(5):
     axes[1 + digit].set_ylim(0, 1.02)
     axes[1 + digit].set_ylabel(f"digit {digit + 1}")
 axes[-1].set_xlabel("training step (batch 4); held-out passkeys at each evaluation")
-axes[0].set_title("Passkey recall through the memory, 2-core CPU: two key designs")
+axes[0].set_title("Passkey recall through the memory, 2-core CPU")
 fig.tight_layout()
 fig.savefig(out, dpi=100)
 print(f"wrote {out}")
