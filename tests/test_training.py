@@ -134,6 +134,16 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tiny_dir, tmp_path):
     assert max_diff(weights_of(out), weights_of(ref)) < 1e-5
 
 
+def test_resume_takes_the_recipes_learning_rates(tiny_dir, tmp_path):
+    out = tmp_path / "run"
+    path = tiny_recipe(tiny_dir, out, max_steps=4, scheduler="constant")
+    train(recipe_of(path))
+    train(recipe_of(path, "max_steps=6", "lr=2e-3", "gate_lr=3e-3"), resume=out)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
+    lrs = {row["step"]: (row["lr/main"], row["lr/gates"]) for row in rows}
+    assert lrs[4] == pytest.approx((1e-2, 5e-2)) and lrs[5] == pytest.approx((2e-3, 3e-3)), lrs
+
+
 def test_sigterm_writes_a_checkpoint_and_stops(tiny_dir, tmp_path):
     out = tmp_path / "term"
     path = tiny_recipe(tiny_dir, out, max_steps=100000, save_every=0)

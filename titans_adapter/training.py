@@ -252,6 +252,18 @@ def make_optimizer(model: TitansModel, recipe: dict[str, Any]) -> torch.optim.Ad
     return torch.optim.AdamW(groups, betas=tuple(recipe["betas"]))
 
 
+def use_recipe_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, recipe: dict[str, Any]) -> None:
+    """After a resume, the recipe's lr, gate_lr, weight_decay and betas replace the checkpoint's, so that
+    `--resume DIR lr=...` takes effect; the schedule continues from the restored step."""
+    peak = {"main": recipe["lr"], "gates": recipe["gate_lr"]}
+    decay = {"main": recipe["weight_decay"], "gates": 0.0}
+    factor = lr_factor(scheduler.last_epoch, recipe)
+    for group in optimizer.param_groups:
+        name = group["name"]
+        group.update(initial_lr=peak[name], lr=peak[name] * factor, weight_decay=decay[name], betas=tuple(recipe["betas"]))
+    scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
+
+
 def lr_factor(step: int, recipe: dict[str, Any]) -> float:
     """Linear warm-up, then constant, linear or cosine decay to min_lr_ratio at max_steps."""
     warmup, total, floor = recipe["warmup_steps"], recipe["max_steps"], recipe["min_lr_ratio"]
@@ -668,6 +680,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
     if resume is not None:
         checkpoint = latest_checkpoint(output_dir)
         step = load_checkpoint(checkpoint, model, optimizer, scheduler)
+        use_recipe_hyperparameters(optimizer, scheduler, recipe)
         say(f"resumed from {checkpoint} at step {step}")
     sample_len = sample_length(recipe)
     syn_weight, nat_weight = 1.0, data["natural_loss_weight"]
