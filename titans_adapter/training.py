@@ -239,28 +239,30 @@ def build_model(recipe: dict[str, Any], device: torch.device, precision: str) ->
     return model, tokenizer
 
 
+def group_settings(recipe: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The optimizer groups' peak LR and weight decay: the gates (own, higher LR, no weight decay) and the rest."""
+    return {
+        "main": {"lr": recipe["lr"], "weight_decay": recipe["weight_decay"]},
+        "gates": {"lr": recipe["gate_lr"], "weight_decay": 0.0},
+    }
+
+
 def make_optimizer(model: TitansModel, recipe: dict[str, Any]) -> torch.optim.AdamW:
-    """Two groups: the gates (own, higher LR, no weight decay) and everything else."""
+    """Two groups, named as in group_settings: the gates and everything else."""
     gates = set(model.gate_parameter_names())
     params = trainable_parameters(model)
-    gate_params = [p for n, p in params.items() if n in gates]
-    other = [p for n, p in params.items() if n not in gates]
-    groups = [
-        {"params": other, "lr": recipe["lr"], "weight_decay": recipe["weight_decay"], "name": "main"},
-        {"params": gate_params, "lr": recipe["gate_lr"], "weight_decay": 0.0, "name": "gates"},
-    ]
+    members = {"main": [p for n, p in params.items() if n not in gates], "gates": [p for n, p in params.items() if n in gates]}
+    groups = [{"params": members[name], "name": name, **settings} for name, settings in group_settings(recipe).items()]
     return torch.optim.AdamW(groups, betas=tuple(recipe["betas"]))
 
 
 def use_recipe_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, recipe: dict[str, Any]) -> None:
     """After a resume, the recipe's lr, gate_lr, weight_decay and betas replace the checkpoint's, so that
     `--resume DIR lr=...` takes effect; the schedule continues from the restored step."""
-    peak = {"main": recipe["lr"], "gates": recipe["gate_lr"]}
-    decay = {"main": recipe["weight_decay"], "gates": 0.0}
-    factor = lr_factor(scheduler.last_epoch, recipe)
+    settings, factor = group_settings(recipe), lr_factor(scheduler.last_epoch, recipe)
     for group in optimizer.param_groups:
-        name = group["name"]
-        group.update(initial_lr=peak[name], lr=peak[name] * factor, weight_decay=decay[name], betas=tuple(recipe["betas"]))
+        peak = settings[group["name"]]["lr"]
+        group.update(settings[group["name"]], initial_lr=peak, lr=peak * factor, betas=tuple(recipe["betas"]))
     scheduler.base_lrs = [group["initial_lr"] for group in optimizer.param_groups]
 
 
