@@ -487,7 +487,7 @@ def synthetic_accuracy(
     With gap_windows, that many gap-pool windows are read right before the question's window. With base_too,
     also the windowed base and the adapter with its memory reset (`base_*`, `reset_*`).
     """
-    window, device = recipe["adapter"]["window"], model.device
+    window, device, with_end = recipe["adapter"]["window"], model.device, recipe["data"]["answer_end"]
     correct = {"model": 0, "base": 0, "reset": 0}
     exact = {"model": 0, "base": 0, "reset": 0}
     total = ends_right = 0
@@ -511,7 +511,7 @@ def synthetic_accuracy(
             correct[key] += int((pred == target).sum())
             exact[key] += int(bool((pred == target).all()))
         total += len(target)
-        if recipe["data"]["answer_end"]:  # the logits after the answer's last token predict its "."
+        if with_end:  # the logits after the answer's last token predict its "."
             ends_right += int(logits[a1 - 1 - q_start].argmax() == ids[0, a1])
         hits = (preds["model"] == target).tolist()  # e.g. the 5 digits of a passkey
         by_position += [[0, 0] for _ in range(len(hits) - len(by_position))]
@@ -524,7 +524,7 @@ def synthetic_accuracy(
         "synthetic_exact": exact["model"] / n,
         "synthetic_accuracy_by_position": [right / seen for right, seen in by_position],
     }
-    if recipe["data"]["answer_end"]:
+    if with_end:
         results["synthetic_end_accuracy"] = ends_right / n
     if base_too:
         results["base_synthetic_token_accuracy"] = correct["base"] / max(total, 1)

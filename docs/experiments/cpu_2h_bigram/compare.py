@@ -16,6 +16,8 @@ import matplotlib.pyplot as plt
 
 out = Path(sys.argv[1])
 runs = {name: Path(path) for name, path in (arg.split("=", 1) for arg in sys.argv[2:])}
+if not 1 <= len(runs) <= 3:
+    sys.exit(f"compare.py plots one to three runs (NAME=METRICS.jsonl), got {len(runs)}.")
 
 fig, axes = plt.subplots(1 + 5, 1, figsize=(7, 11), sharex=True)
 print("| run | step | digits right | digits 1 / 2 / 3 / 4 / 5 | exact |")
