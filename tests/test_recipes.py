@@ -68,6 +68,8 @@ def test_unknown_key_in_a_file_fails_too(tmp_path):
         (["data.windows_per_sample=1"], "windows_per_sample must be >= 2"),
         (["data.fact_window=3", "data.windows_per_sample=3"], "must come before the question window"),
         (["data.synthetic_tasks=[riddle]"], "must be one of"),
+        (["data.question_formats=[chat]"], "data.question_formats' must be one of"),
+        (["data.question_formats=[]"], "question_formats is empty"),
         (["batch_size=0"], "must be >= 1"),
         (["adapter.window=128", "data.last_window_tokens=129"], "last_window_tokens must be in"),
         (["notakeyvalue"], "key=value"),

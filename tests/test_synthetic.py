@@ -24,7 +24,7 @@ class CharTokenizer:
 FILLER = np.array([ord(c) for c in "lorem ipsum dolor sit amet " * 200])
 
 
-@pytest.mark.parametrize("task", ["passkey", "kv", "name_attribute"])
+@pytest.mark.parametrize("task", ["passkey", "kv", "name_attribute", "number"])
 @pytest.mark.parametrize("fact_window, question_window", [(0, -1), (1, 3), (-1, 2)])
 def test_fact_and_question_sit_where_they_claim(task, fact_window, question_window):
     tok, window, windows = CharTokenizer(), 128, 4
@@ -60,6 +60,22 @@ def test_answer_end_labels_a_period_after_the_answer(last_window_tokens):
     assert np.flatnonzero(ended.labels != -100).tolist() == list(range(a0, a1 + 1))
     assert (
         ended.fact_span == plain.fact_span and (ended.ids[: ended.question_span[0]] == plain.ids[: ended.question_span[0]]).all()
+    )
+
+
+def test_question_formats_are_drawn_per_sample():
+    tok = CharTokenizer()
+    kwargs = dict(window=128, windows=3, tasks=["passkey", "number"], seed=5)
+    questions = {
+        layouts: [tok.decode(s.ids[slice(*s.question_span)]) for s in (make_sample(FILLER, tok, index=i, question_formats=layouts, **kwargs) for i in range(20))]
+        for layouts in [("plain",), ("qa",), ("plain", "qa")]
+    }  # fmt: skip
+    assert all(q.startswith(" What is ") and "\n" not in q for q in questions[("plain",)])
+    assert all(q.startswith("\nQuestion: What is ") and "?\nAnswer: " in q for q in questions[("qa",)])
+    assert {q.startswith("\nQuestion:") for q in questions[("plain", "qa")]} == {True, False}
+    number = make_sample(FILLER, tok, index=0, question_formats=("qa",), **{**kwargs, "tasks": ["number"]})
+    assert (
+        len(number.answer) == 7 and number.answer.isdigit() and number.answer in tok.decode(number.ids[slice(*number.fact_span)])
     )
 
 

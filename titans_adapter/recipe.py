@@ -20,7 +20,8 @@ from .config import ConfigError, TitansConfig, unknown_key_error
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULERS = ("constant", "linear", "cosine")
 SHORT_DOC_POLICIES = ("drop", "concat")
-SYNTHETIC_TASKS = ("passkey", "kv", "name_attribute")
+SYNTHETIC_TASKS = ("passkey", "kv", "name_attribute", "number")
+QUESTION_FORMATS = ("plain", "qa")  # the layouts of titans_adapter.synthetic.QUESTION_FORMATS
 
 DEFAULTS: dict[str, Any] = {
     "model": "default",  # "default" (embedded SmolLM2-135M), a local model directory, or a hub id
@@ -50,7 +51,8 @@ DEFAULTS: dict[str, Any] = {
         "short_docs": "drop",  # documents shorter than two windows: drop them or concatenate them
         "val_fraction": 0.1,  # share of documents held out for validation (split by document)
         "synthetic_fraction": 0.5,  # share of training samples that are synthetic long-range facts
-        "synthetic_tasks": list(SYNTHETIC_TASKS),
+        "synthetic_tasks": ["passkey", "kv", "name_attribute"],  # also: number (a 7-digit number for a name)
+        "question_formats": ["plain"],  # each synthetic question's layout is drawn from these: plain, qa
         "fact_window": 0,  # window holding the fact (-1 = a random window before the question's)
         "question_window": -1,  # window holding the question (-1 = the last)
         "natural_loss_weight": 1.0,  # weight of the natural-text loss against the synthetic answer loss
@@ -211,6 +213,8 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
     _check_choice("data.short_docs", data["short_docs"], SHORT_DOC_POLICIES)
     for task in data["synthetic_tasks"]:
         _check_choice("data.synthetic_tasks", task, SYNTHETIC_TASKS)
+    for layout in data["question_formats"]:
+        _check_choice("data.question_formats", layout, QUESTION_FORMATS)
     positive = ["max_steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints", "lora.r"]
     non_negative = ["eval_every", "save_every", "eval_samples", "eval_synthetic_samples", "warmup_steps", "num_threads"]
     non_negative += [
@@ -243,6 +247,8 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
         raise ConfigError(f"data.synthetic_fraction must be in [0, 1], got {data['synthetic_fraction']}.")
     if data["synthetic_fraction"] > 0 and not data["synthetic_tasks"]:
         raise ConfigError("data.synthetic_tasks is empty but data.synthetic_fraction > 0.")
+    if not data["question_formats"]:
+        raise ConfigError("data.question_formats is empty; name at least one of: " + ", ".join(QUESTION_FORMATS) + ".")
     if data["natural_loss_from_window"] >= n:
         raise ConfigError(
             f"data.natural_loss_from_window ({data['natural_loss_from_window']}) must be < windows_per_sample ({n})."

@@ -38,23 +38,39 @@ class SyntheticSample:
     answer: str
 
 
-def make_fact(task: str, rng: random.Random) -> tuple[str, str, str]:
-    """(fact sentence, question ending right before the answer, answer) for one task."""
+QUESTION_FORMATS = {
+    "plain": " {question} {prefix}",  # " What is the pass key? The pass key is"
+    "qa": "\nQuestion: {question}\nAnswer: {prefix}",  # the layout of the needle evaluation and of many QA prompts
+}
+
+
+def make_fact(task: str, rng: random.Random) -> tuple[str, str, str, str]:
+    """(fact sentence, question, answer prefix that ends right before the answer, answer) for one task."""
     if task == "passkey":
         key = "".join(rng.choice("0123456789") for _ in range(5))
-        return f" The pass key is {key}. Remember it. {key} is the pass key.", " What is the pass key? The pass key is", f" {key}"
+        return (
+            f" The pass key is {key}. Remember it. {key} is the pass key.",
+            "What is the pass key?",
+            "The pass key is",
+            f" {key}",
+        )
     if task == "kv":
         key = "".join(rng.choice("ABCDEFGHJKLMNPRSTUVWXYZ") for _ in range(3)) + "-" + str(rng.randint(10, 99))
         value = rng.choice(WORDS)
         return (
             f" Note: the value of key {key} is {value}.",
-            f" What is the value of key {key}? The value of key {key} is",
+            f"What is the value of key {key}?",
+            f"The value of key {key} is",
             f" {value}",
         )
     if task == "name_attribute":
         name = f"{rng.choice(FIRST_NAMES)} {rng.choice(LAST_NAMES)}"
         city = rng.choice(CITIES)
-        return f" {name} lives in {city}.", f" Where does {name} live? {name} lives in", f" {city}"
+        return f" {name} lives in {city}.", f"Where does {name} live?", f"{name} lives in", f" {city}"
+    if task == "number":
+        name = rng.choice(FIRST_NAMES)
+        number = str(rng.randrange(1_000_000, 10_000_000))
+        return f" {name}'s number is {number}.", f"What is {name}'s number?", f"{name}'s number is", f" {number}"
     raise DataError(f"Unknown synthetic task '{task}'.")
 
 
@@ -91,12 +107,14 @@ def make_sample(
     question_window: int = -1,
     last_window_tokens: int = 0,
     answer_end: bool = False,
+    question_formats: tuple[str, ...] = ("plain",),
 ) -> SyntheticSample:
     """Sample `index` of the stream `seed`: essay filler of windows * window tokens with a fact put at a
     random place inside `fact_window` and question + answer ending `question_window` (-1 = the last).
     fact_window -1 picks a random window before the question's. last_window_tokens > 0 cuts the last
     window to that many tokens (a question there then comes right after the window starts). answer_end puts a
-    labelled "." after the answer: the token that tells a greedy reader the answer is over.
+    labelled "." after the answer: the token that tells a greedy reader the answer is over. question_formats
+    lists the layouts of QUESTION_FORMATS that a sample's question is drawn from.
     """
     if len(filler) == 0:
         raise DataError("No filler text for synthetic samples.")
@@ -106,7 +124,9 @@ def make_sample(
     if not 0 <= f_win < q_win:
         raise DataError(f"The fact window ({f_win}) must come before the question window ({q_win}).")
     task = tasks[rng.randrange(len(tasks))]
-    fact, question, answer = make_fact(task, rng)
+    fact, question, prefix, answer = make_fact(task, rng)
+    layout = question_formats[rng.randrange(len(question_formats))] if len(question_formats) > 1 else question_formats[0]
+    question = QUESTION_FORMATS[layout].format(question=question, prefix=prefix)
     fact_ids = _encode(tokenizer, fact)
     q_ids, a_ids = answer_tokens(tokenizer, question, answer)
     end_ids = _encode(tokenizer, ".") if answer_end else []

@@ -85,6 +85,7 @@ def recipe_sample(recipe: dict[str, Any], split: PackedSplit, tokenizer, seed: i
         question_window=data["question_window"],
         last_window_tokens=data["last_window_tokens"],
         answer_end=data["answer_end"],
+        question_formats=tuple(data["question_formats"]),
     )
 
 
