@@ -79,6 +79,21 @@ def test_question_formats_are_drawn_per_sample():
     )
 
 
+def test_facts_across_windows_cross_a_boundary_but_never_reach_the_question_window():
+    tok, window, windows = CharTokenizer(), 128, 4
+    kwargs = dict(window=window, windows=windows, tasks=["passkey", "kv"], seed=2, fact_window=-1)
+    crossing = 0
+    for index in range(60):
+        inside = make_sample(FILLER, tok, index=index, **kwargs)
+        s = make_sample(FILLER, tok, index=index, fact_across_windows=True, **kwargs)
+        start, end = s.fact_span
+        assert s.fact_span[0] // window == inside.fact_span[0] // window, "the fact starts in the window it was given"
+        assert end <= (windows - 1) * window and s.answer in tok.decode(s.ids[start:end])
+        assert np.flatnonzero(s.labels != -100).tolist() == list(range(*s.answer_span))
+        crossing += start // window != (end - 1) // window
+    assert crossing >= 5, "some facts run into the next window"
+
+
 def test_deterministic_from_seed_and_index():
     tok = CharTokenizer()
     kwargs = dict(window=128, windows=3, tasks=["passkey", "kv", "name_attribute"])

@@ -55,6 +55,7 @@ DEFAULTS: dict[str, Any] = {
         "question_formats": ["plain"],  # each synthetic question's layout is drawn from these: plain, qa
         "fact_window": 0,  # window holding the fact (-1 = a random window before the question's)
         "question_window": -1,  # window holding the question (-1 = the last)
+        "fact_across_windows": False,  # a fact may run from its window into the next (never the question's)
         "natural_loss_weight": 1.0,  # weight of the natural-text loss against the synthetic answer loss
         "natural_loss_from_window": 1,  # natural text: loss only on windows >= this (memory matters there)
         "answer_end": False,  # synthetic answers end in a trained "." (a greedy answer then stops after the key)

@@ -108,13 +108,16 @@ def make_sample(
     last_window_tokens: int = 0,
     answer_end: bool = False,
     question_formats: tuple[str, ...] = ("plain",),
+    fact_across_windows: bool = False,
 ) -> SyntheticSample:
     """Sample `index` of the stream `seed`: essay filler of windows * window tokens with a fact put at a
     random place inside `fact_window` and question + answer ending `question_window` (-1 = the last).
     fact_window -1 picks a random window before the question's. last_window_tokens > 0 cuts the last
     window to that many tokens (a question there then comes right after the window starts). answer_end puts a
     labelled "." after the answer: the token that tells a greedy reader the answer is over. question_formats
-    lists the layouts of QUESTION_FORMATS that a sample's question is drawn from.
+    lists the layouts of QUESTION_FORMATS that a sample's question is drawn from. fact_across_windows lets the fact
+    start anywhere in its window and run on into the next one (never into the question's window), as a needle in a
+    long text often does; by default every fact lies inside one window.
     """
     if len(filler) == 0:
         raise DataError("No filler text for synthetic samples.")
@@ -139,7 +142,10 @@ def make_sample(
         raise DataError(f"The question window holds {q_end - q_win * window} tokens, too few for a question ({len(qa)}).")
     start = rng.randrange(len(filler))
     ids = np.resize(np.roll(filler, -start), length).astype(np.int64)  # wraps around short filler
-    fact_start = f_win * window + rng.randrange(window - len(fact_ids) + 1)
+    if fact_across_windows:
+        fact_start = f_win * window + rng.randrange(min(window, (q_win - f_win) * window - len(fact_ids) + 1))
+    else:
+        fact_start = f_win * window + rng.randrange(window - len(fact_ids) + 1)
     ids[fact_start : fact_start + len(fact_ids)] = fact_ids
     q_start = q_end - len(qa)
     ids[q_start:q_end] = qa

@@ -86,6 +86,7 @@ def recipe_sample(recipe: dict[str, Any], split: PackedSplit, tokenizer, seed: i
         last_window_tokens=data["last_window_tokens"],
         answer_end=data["answer_end"],
         question_formats=tuple(data["question_formats"]),
+        fact_across_windows=data["fact_across_windows"],
     )
 
 
