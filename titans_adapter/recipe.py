@@ -16,12 +16,12 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, TitansConfig, unknown_key_error
+from .synthetic import QUESTION_FORMATS
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULERS = ("constant", "linear", "cosine")
 SHORT_DOC_POLICIES = ("drop", "concat")
 SYNTHETIC_TASKS = ("passkey", "kv", "name_attribute", "number")
-QUESTION_FORMATS = ("plain", "qa")  # the layouts of titans_adapter.synthetic.QUESTION_FORMATS
 
 DEFAULTS: dict[str, Any] = {
     "model": "default",  # "default" (embedded SmolLM2-135M), a local model directory, or a hub id

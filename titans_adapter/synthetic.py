@@ -128,6 +128,7 @@ def make_sample(
         raise DataError(f"The fact window ({f_win}) must come before the question window ({q_win}).")
     task = tasks[rng.randrange(len(tasks))]
     fact, question, prefix, answer = make_fact(task, rng)
+    # one layout draws nothing, so the stream of a one-layout recipe is the same as before layouts existed
     layout = question_formats[rng.randrange(len(question_formats))] if len(question_formats) > 1 else question_formats[0]
     question = QUESTION_FORMATS[layout].format(question=question, prefix=prefix)
     fact_ids = _encode(tokenizer, fact)
