@@ -143,10 +143,8 @@ def make_sample(
         raise DataError(f"The question window holds {q_end - q_win * window} tokens, too few for a question ({len(qa)}).")
     start = rng.randrange(len(filler))
     ids = np.resize(np.roll(filler, -start), length).astype(np.int64)  # wraps around short filler
-    if fact_across_windows:
-        fact_start = f_win * window + rng.randrange(min(window, (q_win - f_win) * window - len(fact_ids) + 1))
-    else:
-        fact_start = f_win * window + rng.randrange(window - len(fact_ids) + 1)
+    last_fact_end = q_win * window if fact_across_windows else (f_win + 1) * window  # the fact ends by here
+    fact_start = f_win * window + rng.randrange(min(window, last_fact_end - f_win * window - len(fact_ids) + 1))
     ids[fact_start : fact_start + len(fact_ids)] = fact_ids
     q_start = q_end - len(qa)
     ids[q_start:q_end] = qa

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The best CPU recipe so far, every stage of the README's "Bigram keys" and "question_formats" sections in one script.
 # Each stage resumes a copy of the one before, so every intermediate adapter stays (OUT, OUT_gap, OUT_gap_qa,
-# OUT_gap_qa_essays). Measured stage by stage on the idle 2-core development CPU: 77 + 38.3 + 8.7 + 12.6 min = 2 h 16.8 min.
+# OUT_gap_qa_essays). Measured stage by stage on the idle 2-core development CPU: 77.2 + 38.3 + 8.7 + 12.6 min = 2 h 16.8 min.
 #   stages 1-2 (docs/experiments/cpu_2h/run.sh with adapter.bigram_keys=true): passkeys 1-3 windows back;
 #   stage 3 (806 steps): long reads, the passkey 1 to 67 windows back (data.gap_windows=64);
 #   stage 4 (120 steps): a trained "." after every answer, questions in the plain and the Question:/Answer: layout;
