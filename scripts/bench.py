@@ -66,6 +66,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--chunk", type=int, default=64, help="memory chunk in the training/inference sections")
     parser.add_argument("--heads", type=int, default=4, help="memory heads in the training/inference sections")
     parser.add_argument("--head-dim", type=int, default=64, help="memory head dim in the training/inference sections")
+    parser.add_argument(
+        "--refresh-every", type=int, default=1, help="memory refresh_every in the training/inference sections (1: every chunk)"
+    )
+    parser.add_argument(
+        "--compile",
+        default="none",
+        help=f"comma-separated torch.compile modes of the memory for the training step, each its own row (of {', '.join(bm.COMPILE_MODES)})",
+    )
     parser.add_argument("--lengths", default="", help="comma-separated inference lengths (default: 4k..16k quick, 4k..256k full)")
     parser.add_argument(
         "--max-base-length", type=int, default=0, help="longest input for the full-attention base (0: native context)"
@@ -78,6 +86,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--no-reference", action="store_true", help="skip titans-pytorch in the memory section")
     args = parser.parse_args(argv)
+    bad_modes = set(args.compile.split(",")) - set(bm.COMPILE_MODES)
+    if bad_modes:
+        parser.error(f"unknown --compile modes {sorted(bad_modes)}; choose from {', '.join(bm.COMPILE_MODES)}")
     bad = set(args.sections.split(",")) - set(SECTIONS)
     if bad:
         parser.error(f"unknown sections {sorted(bad)}; choose from {', '.join(SECTIONS)}")
@@ -212,23 +223,36 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     base = load_base(args, device) if needs_base else None
     window = args.window or (256 if args.quick else 512)
     layer_sets = [[int(i) for i in part.split(",")] for part in args.layers.split(";")] if args.layers else None
-    mem_kwargs = dict(chunk_size=args.chunk, num_heads=args.heads, head_dim=args.head_dim)
+    mem_kwargs = dict(chunk_size=args.chunk, num_heads=args.heads, head_dim=args.head_dim, refresh_every=args.refresh_every)
 
     if "training" in sections:
         layer_sets = layer_sets or default_layers(base.config.num_hidden_layers)
         rows = []
-        for layers in layer_sets:
-            row = bm.bench_training_step(base, layers, window, args.windows, args.batch, device, repeats, **mem_kwargs)
-            rows.append(row)
+        for mode in args.compile.split(","):
+            for layers in layer_sets:
+                try:
+                    row = bm.bench_training_step(
+                        base, layers, window, args.windows, args.batch, device, repeats, compile_mode=mode, **mem_kwargs
+                    )
+                except Exception as error:  # a compile mode that fails here is a result too; the others still run
+                    if mode == "none":
+                        raise
+                    row = {"layers": layers, "compile": mode, "error": f"{type(error).__name__}: {error}"[:500]}
+                    print(f"  layers {layers}, compile {mode}: failed, {row['error']}", flush=True)
+                else:
+                    print(f"  layers {layers}, compile {mode}: overhead {row['training_overhead']:.3f}", flush=True)
+                rows.append(row)
         results["training"] = rows
         print_table(
             "training step, forward+backward, loss on every token (overhead = retrofit / base windowed alike)",
             rows,
             [
                 "layers",
+                "compile",
                 "window",
                 "windows",
                 "batch",
+                "first_step_s",
                 "retrofit_step_s",
                 "base_step_s",
                 "training_overhead",
@@ -268,7 +292,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if "flops" in sections:
         config = TitansConfig(layers=[0], window=window, **mem_kwargs)
         report = bm.flops_report(base.config, config, context=window / 2)
-        training = results.get("training")
+        training = [row for row in results.get("training", []) if "error" not in row]
         if training:
             # One training step per token: the base forward, the backward (input gradients only, ~1x forward)
             # from the lowest memory layer up, and each memory's forward+backward.
@@ -292,9 +316,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"base forward          {report['base_forward'] / 1e6:10.3f} MFLOP (mean context {window / 2:.0f})")
         print(f"base forward+backward {report['base_forward_backward'] / 1e6:10.3f} MFLOP")
         print(f"memory fwd+bwd / base fwd+bwd: {report['memory_fwd_bwd_over_base_fwd_bwd']:.4f} per memory layer")
-        for row in training or []:
+        for row in training:
             print(
-                f"training step, layers {row['layers']}: {row['achieved_fraction_of_peak']:.3f} of the measured {args.dtype} matmul peak"
+                f"training step, layers {row['layers']}, compile {row['compile']}: {row['achieved_fraction_of_peak']:.3f} of the measured {args.dtype} matmul peak"
             )
 
     results["seconds"] = time.perf_counter() - started

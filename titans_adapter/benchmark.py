@@ -151,7 +151,17 @@ def bench_memory_case(case: MemoryCase, device: torch.device, repeats: int = 3, 
             y.sum().backward()
 
         fns.append(run_theirs)
-    times = time_pair(fns, device, repeats)
+    try:
+        times = time_pair(fns, device, repeats)
+    except torch.OutOfMemoryError:
+        if len(fns) == 1:
+            raise
+        # titans-pytorch keeps per-token gradients (B, H, T, d_in, d_out) and runs out first: time ours alone.
+        fns, reason = fns[:1], "out of memory"
+        del theirs
+        gc.collect()
+        torch.cuda.empty_cache()
+        times = time_pair(fns, device, repeats)
     tokens = case.batch * case.seq
     flops = memory_flops(case.dim, titans_config_for(case)).forward_backward
     result: dict[str, Any] = {
@@ -185,6 +195,9 @@ def memory_grid(quick: bool) -> list[MemoryCase]:
 
 
 # ----- 2. the end-to-end training step -----------------------------------------------------------------
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
+
+
 class BiasBranch(nn.Module):
     """Stands in for a memory branch in the base reference: adds a trainable zero vector, nothing else.
 
@@ -222,17 +235,25 @@ def bench_training_step(
     batch: int,
     device: torch.device,
     repeats: int = 3,
+    compile_mode: str = "none",
     **config: Any,
 ) -> dict[str, Any]:
     """Forward+backward seconds of one training step (loss on every token), retrofit vs the base reference.
 
     The reference is the same TitansModel with its memory branches swapped for BiasBranch: the frozen base,
     windowed alike, differentiated from the same layers. training_overhead = retrofit time / reference time.
+    compile_mode: "none" (eager), or a torch.compile mode for the memory branches (TitansModel.compile_memory):
+    "default", "reduce-overhead" (CUDA graphs), "max-autotune-no-cudagraphs"; the base stays eager on both sides.
     """
     from .retrofit import retrofit
 
+    if compile_mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}.")
     cfg = TitansConfig(layers=layers, window=window, **config)
     model = retrofit(base, cfg)
+    if compile_mode != "none":
+        torch._dynamo.reset()
+        model.compile_memory(None if compile_mode == "default" else compile_mode)
     try:
         vocab = base.config.vocab_size
         torch.manual_seed(0)
@@ -253,7 +274,14 @@ def bench_training_step(
             finally:
                 restore_memory(model, saved)
 
-        t_retrofit, t_base = time_pair([step, reference_step], device, repeats)
+        started = time.perf_counter()
+        step()  # the warm-up call; when compiling, it compiles (its time is reported apart)
+        synchronize(device)
+        first_step_s = time.perf_counter() - started
+        reference_step()
+        # CUDA graphs are recorded on the calls after the first: two more untimed calls when compiled.
+        warmup = 2 if compile_mode != "none" else 0
+        t_retrofit, t_base = time_pair([step, reference_step], device, repeats, warmup=warmup)
     finally:
         model.unload()
     overhead = t_retrofit / t_base
@@ -266,6 +294,9 @@ def bench_training_step(
         "chunk_size": cfg.chunk_size,
         "heads": cfg.num_heads,
         "head_dim": cfg.head_dim,
+        "refresh_every": cfg.refresh_every,
+        "compile": compile_mode,
+        "first_step_s": first_step_s,
         "retrofit_step_s": t_retrofit,
         "base_step_s": t_base,
         "retrofit_tok_s": tokens / t_retrofit,
