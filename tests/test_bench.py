@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -105,3 +106,29 @@ def test_measure_read_reports_the_fastest_of_its_repeats(monkeypatch):
     row = bm.measure_read("retrofit", calls.append, torch.zeros(1, 100), torch.device("cpu"), repeats=3)
     assert len(calls) == 3
     assert row["seconds"] == 2.0 and row["tok_s"] == 50.0 and row["seconds_all"] == [3.0, 2.0, 4.0]
+
+
+def test_measure_read_takes_the_peak_when_the_block_has_exited(monkeypatch):
+    class PeakAtExit:  # as on CUDA: the peak is only known when the block exits
+        def __init__(self, device):
+            self.peak_mb = self.above_start_mb = self.peak_reserved = 0
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.peak_mb, self.above_start_mb, self.peak_reserved = 500.0, 20.0, 2**30
+
+    monkeypatch.setattr(bm, "PeakMemory", PeakAtExit)
+    row = bm.measure_read("retrofit", lambda ids: None, torch.zeros(1, 8), torch.device("cpu"), repeats=2)
+    assert row["peak_mb"] == 500.0 and row["above_start_mb"] == 20.0 and row["peak_reserved_mb"] == 1024.0
+    assert bm.flatness([{"peak_mb": 4.0}, {"peak_mb": 5.0}], "peak_mb") == 1.25
+    assert math.isnan(bm.flatness([{"peak_mb": 0.0}, {"peak_mb": 5.0}], "peak_mb"))  # no division by zero
+
+
+def test_training_step_rows_name_their_compile_mode(tmp_path):
+    base = tiny_llama()
+    row = bm.bench_training_step(base, [0], 16, 2, 1, torch.device("cpu"), 1, compile_mode="none", chunk_size=8)
+    assert row["compile"] == "none" and row["refresh_every"] == 1 and row["first_step_s"] > 0
+    with pytest.raises(ValueError, match="compile_mode"):
+        bm.bench_training_step(base, [0], 16, 2, 1, torch.device("cpu"), 1, compile_mode="fast")

@@ -312,7 +312,7 @@ class PeakMemory:
 
     def __init__(self, device: torch.device, interval: float = 0.005) -> None:
         self.device, self.interval = device, interval
-        self.peak = self.start = 0
+        self.peak = self.start = self.peak_reserved = 0
         self._stop = threading.Event()
 
     def _sample(self) -> None:
@@ -339,7 +339,9 @@ class PeakMemory:
 
     def __exit__(self, *exc: object) -> None:
         if self.device.type == "cuda":
+            synchronize(self.device)
             self.peak = torch.cuda.max_memory_allocated(self.device)
+            self.peak_reserved = torch.cuda.max_memory_reserved(self.device)
         else:
             self._stop.set()
             self._thread.join()
@@ -364,7 +366,9 @@ def measure_read(
             start = time.perf_counter()
             read(ids)
             synchronize(device)
-            runs.append((time.perf_counter() - start, peak.peak_mb, peak.above_start_mb))
+            seconds = time.perf_counter() - start
+        # After the block: on CUDA the peak is read when the block exits.
+        runs.append((seconds, peak.peak_mb, peak.above_start_mb, peak.peak_reserved / 2**20))
     seconds = min(r[0] for r in runs)
     n = ids.shape[1]
     return {
@@ -373,6 +377,7 @@ def measure_read(
         "tok_s": n / seconds,
         "peak_mb": max(r[1] for r in runs),
         "above_start_mb": max(r[2] for r in runs),
+        "peak_reserved_mb": max(r[3] for r in runs),  # CUDA: the caching allocator's reserve; CPU: 0
         "seconds": seconds,
         "seconds_all": [round(r[0], 4) for r in runs],
     }
@@ -438,7 +443,7 @@ def bench_inference(
 def flatness(rows: list[dict[str, Any]], key: str) -> float:
     """max / min of a column over rows: 1.0 is perfectly flat."""
     values = [r[key] for r in rows]
-    return max(values) / min(values)
+    return max(values) / min(values) if values and min(values) > 0 else float("nan")
 
 
 # ----- 4. FLOPs ---------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,7 @@ class TitansModel(nn.Module):
         base = sum(p.numel() for p in self.base.parameters())
         return {"trainable": trainable, "base": base, "total": trainable + base}
 
-    def compile_memory(self, mode: str | None = None, backend: str = "inductor") -> TitansModel:
+    def compile_memory(self, mode: str | None = None, backend: str | Callable = "inductor") -> TitansModel:
         """torch.compile every memory branch's read-and-write (projections and the whole chunk loop, unrolled).
 
         On a GPU the chunk loop is bound by kernel launches, not FLOPs: compiling fuses its elementwise work, and
