@@ -229,18 +229,20 @@ def test_branch_output_stays_bounded_when_memory_weights_blow_up(tiny_model):
     assert (out - hidden).norm(dim=-1).max() <= bound * 1.001
 
 
-def test_cached_branch_inputs_continue_a_stream_exactly(tiny_base):
+@pytest.mark.parametrize("overlap", [0, 8])
+def test_cached_branch_inputs_continue_a_stream_exactly(tiny_base, overlap):
     """head, then gap windows written from their cached branch inputs, then tail: the same logits and the same
-    gradients as reading head + gap + tail token by token (the memory at layer 1, so frozen layer 0 runs below it)."""
-    model = retrofit(tiny_base, tiny_config(layers=[1]))
+    gradients as reading head + gap + tail token by token (the memory at layer 1, so frozen layer 0 runs below it).
+    With an overlap, the gap's windows are read after the tokens before them and the tail re-reads the gap's end."""
+    model = retrofit(tiny_base, tiny_config(layers=[1], overlap=overlap))
     open_gates(model)
     torch.manual_seed(3)
     head, gap, tail = (torch.randint(0, 128, (2, n)) for n in (32, 96, 20))
     full = model(torch.cat([head, gap, tail], 1))
     state = model(head, return_logits=False).memory_state
-    cached = model.branch_inputs(gap)
+    cached = model.branch_inputs(gap, previous_ids=state.recent_ids)
     assert cached.shape == (2, 96, 64) and not cached.requires_grad
-    state = model.write_branch_inputs(cached, state)
+    state = model.write_branch_inputs(cached, state, last_ids=gap if overlap else None)
     assert state.tokens_seen == 128 and state.cache is None
     out = model(tail, memory_state=state)
     torch.testing.assert_close(out.logits, full.logits[:, -20:], atol=1e-5, rtol=1e-5)
@@ -265,6 +267,13 @@ def test_cached_branch_inputs_refuse_what_they_cannot_reproduce(tiny_base):
         model.write_branch_inputs(hidden, mid_window)
     with pytest.raises(ValueError, match="batch 2"):
         model.write_branch_inputs(hidden, model.init_memory_state(2))
+    model.unload()
+    model = retrofit(tiny_base, tiny_config(layers=[1], overlap=8))
+    with pytest.raises(ValueError, match="previous_ids must be"):
+        model.branch_inputs(torch.zeros(1, 32, dtype=torch.long), previous_ids=torch.zeros(1, 4, dtype=torch.long))
+    hidden = model.branch_inputs(torch.zeros(1, 32, dtype=torch.long))
+    with pytest.raises(ValueError, match="needs last_ids"):
+        model.write_branch_inputs(hidden, model.init_memory_state(1))
 
 
 def test_compiled_memory_gives_the_eager_loss_and_gradients():
@@ -295,3 +304,21 @@ def test_compiled_memory_gives_the_eager_loss_and_gradients():
     assert eager_grads.keys() == compiled_grads.keys()
     for name, grad in eager_grads.items():
         assert torch.allclose(grad, compiled_grads[name], atol=1e-6), name
+
+
+def test_reset_memory_keeps_the_place_and_overlap_but_not_the_past(tiny_base):
+    model = retrofit(tiny_base, tiny_config(overlap=8))
+    open_gates(model)
+    ids = torch.randint(0, 128, (2, 96), generator=torch.Generator().manual_seed(2))
+    state = model(ids[:, :64], return_logits=False).memory_state
+    reset = model.reset_memory(state)
+    assert reset.tokens_seen == 64 and torch.equal(reset.recent_ids, ids[:, 56:64])
+    fresh = model.init_memory_state(2).layers[0]
+    assert all(torch.equal(a, b) for a, b in zip(reset.layers[0].weights, fresh.weights))
+    # The next window reads its overlap either way; only the memory differs.
+    with_past = model(ids[:, 64:], memory_state=state).logits
+    without_past = model(ids[:, 64:], memory_state=reset).logits
+    cold = model(ids[:, 64:]).logits  # no overlap, no past
+    assert not torch.allclose(with_past, without_past) and not torch.allclose(without_past, cold)
+    with pytest.raises(ValueError, match="window boundary"):
+        model.reset_memory(model(ids[:, :5], return_logits=False).memory_state)

@@ -234,9 +234,12 @@ def test_gradient_checkpointing_gives_the_same_training(tiny_dir, tmp_path):
     assert layers[1].gradient_checkpointing and not layers[0].gradient_checkpointing  # the memory layer never recomputes
 
 
-def test_sample_loss_with_a_gap_equals_reading_the_gap_tokens(tiny_dir, tmp_path):
-    """The loss of head + cached gap + last window equals the loss of the whole token sequence (gap unlabelled)."""
-    model, _ = build_model(recipe_of(tiny_recipe(tiny_dir, tmp_path / "m")), torch.device("cpu"), "fp32")
+@pytest.mark.parametrize("overlap", [0, 8])
+def test_sample_loss_with_a_gap_equals_reading_the_gap_tokens(tiny_dir, tmp_path, overlap):
+    """The loss of head + cached gap + last window equals the loss of the whole token sequence (gap unlabelled).
+    With an overlap, the gap's first window re-reads the head's end and the last window the gap's end."""
+    recipe = recipe_of(tiny_recipe(tiny_dir, tmp_path / "m"), f"adapter.overlap={overlap}")
+    model, _ = build_model(recipe, torch.device("cpu"), "fp32")
     with torch.no_grad():
         model.memories["0"].gate.normal_()
     torch.manual_seed(0)
@@ -245,7 +248,7 @@ def test_sample_loss_with_a_gap_equals_reading_the_gap_tokens(tiny_dir, tmp_path
     labels[:, :40] = -100
     labels[:, 64] = -100  # its prediction would cross the gap
     gap_ids = torch.randint(0, 1000, (2, 64))
-    gap = model.branch_inputs(gap_ids)
+    gap = model.branch_inputs(gap_ids, previous_ids=ids[:, 64 - overlap : 64] if overlap else None), gap_ids
     loss = sample_loss(model, ids, labels, gap)
     full_ids = torch.cat([ids[:, :64], gap_ids, ids[:, 64:]], 1)
     full_labels = torch.cat([labels[:, :64], torch.full_like(gap_ids, -100), labels[:, 64:]], 1)
@@ -254,10 +257,12 @@ def test_sample_loss_with_a_gap_equals_reading_the_gap_tokens(tiny_dir, tmp_path
     assert abs(sample_loss(model, ids, labels, None).item() - loss.item()) > 1e-4  # the gap matters
 
 
-def test_training_with_gap_windows_reports_far_recall(tiny_dir, tmp_path):
+@pytest.mark.parametrize("overlap", [0, 8])
+def test_training_with_gap_windows_reports_far_recall(tiny_dir, tmp_path, overlap):
     out = tmp_path / "gap"
     path = tiny_recipe(tiny_dir, out, max_steps=4, eval_every=2)
     overrides = ["data.gap_windows=3", "data.gap_pool_windows=16", "data.synthetic_tasks=[passkey]", "data.answer_end=true"]
+    overrides.append(f"adapter.overlap={overlap}")
     result = train(recipe_of(path, *overrides))
     assert 0 <= result["far_synthetic_token_accuracy"] <= 1 and len(result["far_synthetic_accuracy_by_position"]) == 5
     assert 0 <= result["synthetic_end_accuracy"] <= 1 and 0 <= result["far_synthetic_end_accuracy"] <= 1

@@ -105,12 +105,12 @@ class TitansConfig:
             raise ConfigError("theta_max and max_update_norm must be positive.")
 
     def cacheable_layer(self, what: str) -> int:
-        """The memory layer whose branch inputs depend on nothing but the window's own tokens, so they can be
-        computed once and reused; a ConfigError saying why `what` cannot use them otherwise."""
-        if len(self.layers) != 1 or self.persistent_tokens or self.overlap:
+        """The memory layer whose branch inputs depend on nothing but the window's own tokens (and the overlap
+        before it), so they can be computed once and reused; a ConfigError saying why `what` cannot use them otherwise."""
+        if len(self.layers) != 1 or self.persistent_tokens:
             raise ConfigError(
-                f"{what} needs exactly one memory layer, no persistent tokens and no overlap (layers {self.layers}, "
-                f"persistent_tokens {self.persistent_tokens}, overlap {self.overlap})."
+                f"{what} needs exactly one memory layer and no persistent tokens (layers {self.layers}, "
+                f"persistent_tokens {self.persistent_tokens})."
             )
         return self.layers[0]
 

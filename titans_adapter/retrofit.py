@@ -212,6 +212,14 @@ class TitansModel(nn.Module):
         layers = {i: self.memories[str(i)].memory.initial_state(batch_size, self.device) for i in self.config.layers}
         return MemoryState(layers=layers, window=self.config.window)
 
+    def reset_memory(self, state: MemoryState) -> MemoryState:
+        """The same streams at the same place (overlap tokens kept), every memory back at its initial weights: what
+        the model does at this point without its past. Only at a window boundary."""
+        if state.window_pos:
+            raise ValueError(f"reset_memory works at a window boundary; the state is {state.window_pos} tokens into one.")
+        fresh = self.init_memory_state(state.batch_size)
+        return MemoryState(layers=fresh.layers, tokens_seen=state.tokens_seen, recent_ids=state.recent_ids, window=state.window)
+
     # ----- generation with memory (titans_adapter.generation) -----------------------------------
     def generate(self, input_ids: Tensor, **kwargs: Any) -> Tensor | generation.GenerateOutput:
         """Continue prompts of any length with the memory; transformers-style arguments (see generation.generate)."""
@@ -340,43 +348,64 @@ class TitansModel(nn.Module):
 
     # ----- cached branch inputs (training on long reads) -------------------------------------------
     @torch.no_grad()
-    def branch_inputs(self, input_ids: Tensor, batch_windows: int = 32) -> Tensor:
+    def branch_inputs(self, input_ids: Tensor, batch_windows: int = 32, previous_ids: Tensor | None = None) -> Tensor:
         """The hidden states the memory branch reads for whole windows: (B, n * window) ids -> (B, n * window, hidden).
 
-        Each window runs through the frozen layers up to the memory layer from a fresh start, as forward()
-        reads it; the result depends only on the window's tokens, so it can be computed once and written into
-        many streams with `write_branch_inputs` (no frozen layer runs then).
+        Each window runs through the frozen layers up to the memory layer from a fresh start, as forward() reads it;
+        the result depends only on the window's tokens (and, with an overlap of o tokens, the o tokens before it), so
+        it can be computed once and written into many streams with `write_branch_inputs` (no frozen layer runs then).
+        With an overlap, window j > 0 of a row is read after the end of window j - 1, and window 0 after
+        previous_ids (B, o) when given (the tokens that preceded it), else cold (a stream's first window).
         """
-        layer, window = self.config.cacheable_layer("Cached branch inputs"), self.config.window
+        layer, window, overlap = self.config.cacheable_layer("Cached branch inputs"), self.config.window, self.config.overlap
         input_ids = self._check_input(input_ids, None)
         B, T = input_ids.shape
         if T % window:
             raise ValueError(f"branch_inputs reads whole windows of {window} tokens; got {T} tokens.")
-        windows = input_ids.reshape(-1, window)  # (B * n, window): every window read on its own
+        windows = input_ids.reshape(B, T // window, window)
+        if not overlap:
+            return self._layer_outputs(windows.flatten(0, 1), 0, layer, batch_windows).reshape(B, T, -1)
+        before = windows[:, :-1, -overlap:]  # (B, n - 1, o): what windows 1.. re-read
+        if previous_ids is not None:
+            if previous_ids.shape != (B, overlap):
+                raise ValueError(f"previous_ids must be (batch {B}, overlap {overlap}), got {tuple(previous_ids.shape)}.")
+            before = torch.cat([previous_ids.to(windows.device).unsqueeze(1), before], dim=1)  # (B, n, o)
+        parts = []
+        if previous_ids is None:
+            parts.append(self._layer_outputs(windows[:, 0], 0, layer, batch_windows))  # (B, window, hidden), read cold
+        if before.shape[1]:
+            prefixed = torch.cat([before, windows[:, windows.shape[1] - before.shape[1] :]], dim=2)  # (B, m, o + window)
+            hidden = self._layer_outputs(prefixed.flatten(0, 1), overlap, layer, batch_windows)
+            parts.append(hidden.reshape(B, -1, hidden.shape[-1]))
+        return torch.cat(parts, dim=1)
+
+    def _layer_outputs(self, rows: Tensor, skip: int, layer: int, batch_rows: int) -> Tensor:
+        """Output of decoder `layer` for token rows (m, L) read from a fresh start, without the first `skip` positions."""
         captured: list[Tensor] = []
 
         def capture(module: nn.Module, args: tuple, output: Any) -> None:
-            captured.append(output[0] if isinstance(output, tuple) else output)
+            captured.append((output[0] if isinstance(output, tuple) else output)[:, skip:])
             raise _StopForward
 
         handle = self.base.model.layers[layer].register_forward_hook(capture)
         try:
-            for start in range(0, windows.shape[0], batch_windows):
+            for start in range(0, rows.shape[0], batch_rows):
                 try:
-                    self.base(input_ids=windows[start : start + batch_windows], use_cache=False)
+                    self.base(input_ids=rows[start : start + batch_rows], use_cache=False)
                 except _StopForward:
                     pass
         finally:
             handle.remove()
-        return torch.cat(captured).reshape(B, T, -1)
+        return torch.cat(captured)
 
-    def write_branch_inputs(self, hidden: Tensor, memory_state: MemoryState) -> MemoryState:
+    def write_branch_inputs(self, hidden: Tensor, memory_state: MemoryState, last_ids: Tensor | None = None) -> MemoryState:
         """Write whole windows of cached branch inputs (B, n * window, hidden) into the memory.
 
         The state afterwards equals that of forward(ids, memory_state=..., return_logits=False) on the windows the
         inputs came from (`branch_inputs`), gradients through the memory included; the frozen layers do not run.
+        With an overlap, last_ids (B, >= overlap) are the windows' last tokens, which the next window re-reads.
         """
-        layer, window = self.config.cacheable_layer("Cached branch inputs"), self.config.window
+        layer, window, overlap = self.config.cacheable_layer("Cached branch inputs"), self.config.window, self.config.overlap
         if memory_state.window_pos:
             raise ValueError(
                 f"write_branch_inputs starts at a window boundary; the state is {memory_state.window_pos} tokens into one."
@@ -385,11 +414,16 @@ class TitansModel(nn.Module):
             raise ValueError(
                 f"hidden must be (batch {memory_state.batch_size}, whole windows of {window}, hidden), got {tuple(hidden.shape)}."
             )
+        recent = None
+        if overlap:
+            if last_ids is None or last_ids.dim() != 2 or last_ids.shape[0] != hidden.shape[0] or last_ids.shape[1] < overlap:
+                raise ValueError(f"With an overlap of {overlap}, write_branch_inputs needs last_ids (batch, >= {overlap}).")
+            recent = last_ids[:, -overlap:].to(hidden.device)
         state = memory_state
         for start in range(0, hidden.shape[1], window):
             _, layer_state = self.memories[str(layer)].read_and_write(hidden[:, start : start + window], state.layers[layer])
             tokens_seen = state.tokens_seen + window
-            state = MemoryState(layers={layer: layer_state}, tokens_seen=tokens_seen, window=window)
+            state = MemoryState(layers={layer: layer_state}, tokens_seen=tokens_seen, recent_ids=recent, window=window)
             if self.config.truncate_bptt and (tokens_seen // window) % self.config.truncate_bptt == 0:
                 state = state.detach()
         return state

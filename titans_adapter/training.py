@@ -138,41 +138,51 @@ class GapPool:
         from tqdm.auto import tqdm
 
         self.window, self.seed = recipe["adapter"]["window"], recipe["seed"] + seed_offset
-        available = len(split.tokens) // self.window
+        overlap = recipe["adapter"]["overlap"]
+        first = 1 if overlap else 0  # with an overlap, each pool window is read after the tokens before it
+        available = len(split.tokens) // self.window - first
         count = min(recipe["data"]["gap_pool_windows"], available)
-        if count == 0:
+        if count <= 0:
             raise DataError(
                 f"No whole window of {self.window} tokens for data.gap_windows in a split of {len(split.tokens)} tokens."
             )
-        picks = np.sort(np.random.default_rng([self.seed, 1]).choice(available, count, replace=False))
+        picks = first + np.sort(np.random.default_rng([self.seed, 1]).choice(available, count, replace=False))
         ids = torch.from_numpy(np.stack([split.tokens[i * self.window : (i + 1) * self.window] for i in picks]))
+        before = torch.from_numpy(np.stack([split.tokens[i * self.window - overlap : i * self.window] for i in picks]))
         batch = 32
         parts = [
-            model.branch_inputs(ids[start : start + batch].to(model.device))
+            model.branch_inputs(
+                ids[start : start + batch].to(model.device),
+                previous_ids=before[start : start + batch].to(model.device) if overlap else None,
+            )
             for start in tqdm(range(0, count, batch), desc="gap windows", unit_scale=batch, dynamic_ncols=True)
         ]
         self.hidden = torch.cat(parts)  # (count, window, hidden)
+        self.ids = ids  # (count, window): a gap's last window is re-read by the next one when there is an overlap
 
-    def draw(self, rows: int, max_windows: int, key: list[int]) -> Tensor | None:
-        """(rows, k * window, hidden) for k drawn in 0..max_windows (the same k for every row), or None for k = 0."""
+    def draw(self, rows: int, max_windows: int, key: list[int]) -> tuple[Tensor, Tensor] | None:
+        """A gap of k windows drawn in 0..max_windows (the same k for every row), or None for k = 0; see fixed."""
         rng = np.random.default_rng([self.seed, *key])
         k = int(rng.integers(0, max_windows + 1))
         return self.fixed(rows, k, rng) if k else None
 
-    def fixed(self, rows: int, windows: int, rng: np.random.Generator) -> Tensor:
-        """(rows, windows * window, hidden): pool windows drawn with replacement."""
+    def fixed(self, rows: int, windows: int, rng: np.random.Generator) -> tuple[Tensor, Tensor]:
+        """Pool windows drawn with replacement: branch inputs (rows, windows * window, hidden) and the tokens of
+        each row's last window (rows, window), which a model with an overlap re-reads next."""
         picks = torch.from_numpy(rng.integers(0, len(self.hidden), (rows, windows)))
-        return self.hidden[picks].reshape(rows, windows * self.window, -1)
+        return self.hidden[picks].reshape(rows, windows * self.window, -1), self.ids[picks[:, -1]]
 
 
-def sample_loss(model: TitansModel, ids: Tensor, labels: Tensor, gap: Tensor | None) -> Tensor:
-    """Mean loss over the labelled tokens of (b, L) samples; a gap (b, k * window, hidden) is read before the last window."""
+def sample_loss(model: TitansModel, ids: Tensor, labels: Tensor, gap: tuple[Tensor, Tensor] | None) -> Tensor:
+    """Mean loss over the labelled tokens of (b, L) samples; a gap (GapPool.fixed: branch inputs (b, k * window,
+    hidden) and the last gap window's tokens) is read before the last window."""
     if gap is None:
         return model(ids, labels=labels, return_logits=False).loss
     window = model.config.window
     split = (ids.shape[1] - 1) // window * window  # start of the last window
     head = model(ids[:, :split], labels=labels[:, :split], return_logits=False)
-    state = model.write_branch_inputs(gap, head.memory_state)
+    hidden, last_ids = gap
+    state = model.write_branch_inputs(hidden, head.memory_state, last_ids.to(hidden.device))
     tail = model(ids[:, split:], labels=labels[:, split:], memory_state=state, return_logits=False)
     # forward() counts targets from the second position of what it reads; weigh the two means by those counts.
     n_head, n_tail = (int((part[:, 1:] != -100).sum()) for part in (labels[:, :split], labels[:, split:]))
@@ -459,9 +469,13 @@ def evaluate(
             pieces = range(0, ids.shape[1], window)
             base_logits = torch.cat([model.base(input_ids=ids[:, w : w + window]).logits for w in pieces], 1)
             sums["base"] += window_losses(base_logits, ids, window).cpu() * len(ids)
-            # The same adapter with its memory reset at every window: what carrying the memory adds.
-            reset_logits = torch.cat([model(ids[:, w : w + window]).logits for w in pieces], 1)
-            sums["reset"] += window_losses(reset_logits, ids, window).cpu() * len(ids)
+            # The same adapter with its memory reset at every window (overlap kept): what carrying the memory adds.
+            state, reset_logits = model.init_memory_state(len(ids)), []
+            for w in pieces:
+                out = model(ids[:, w : w + window], memory_state=model.reset_memory(state))
+                reset_logits.append(out.logits)
+                state = out.memory_state
+            sums["reset"] += window_losses(torch.cat(reset_logits, 1), ids, window).cpu() * len(ids)
     results["val_loss_by_window"] = (sums["model"] / max(len(samples), 1)).tolist()
     if base_too:
         results["base_val_loss_by_window"] = (sums["base"] / max(len(samples), 1)).tolist()
@@ -502,13 +516,15 @@ def synthetic_accuracy(
         target = ids[0, a0:a1]
         state = model(ids[:, :q_start], return_logits=False).memory_state
         if gap_windows and gap_pool is not None:
-            state = model.write_branch_inputs(gap_pool.fixed(1, gap_windows, np.random.default_rng([index])), state)
+            hidden, last_ids = gap_pool.fixed(1, gap_windows, np.random.default_rng([index]))
+            state = model.write_branch_inputs(hidden, state, last_ids.to(device))
         logits = model(ids[:, q_start:a1], memory_state=state).logits[0]
         answer = slice(a0 - 1 - q_start, a1 - 1 - q_start)
         preds = {"model": logits[answer].argmax(-1)}
         if base_too:
             preds["base"] = model.base(input_ids=ids[:, q_start:a1]).logits[0, answer].argmax(-1)
-            preds["reset"] = model(ids[:, q_start:a1]).logits[0, answer].argmax(-1)
+            reset = model(ids[:, q_start:a1], memory_state=model.reset_memory(state)).logits
+            preds["reset"] = reset[0, answer].argmax(-1)
         for key, pred in preds.items():
             correct[key] += int((pred == target).sum())
             exact[key] += int(bool((pred == target).all()))
