@@ -26,6 +26,7 @@ from titans_adapter.evaluation import (
     run_perplexity,
     run_qa,
     stop_token_ids,
+    windows_back,
 )
 from titans_adapter.report import render_report
 from titans_adapter.tasks import BABI_TASKS, NEEDLE_TASKS, Example, oracle_answer
@@ -262,3 +263,20 @@ def test_quick_suite_stays_small():
         QUICK.babi_lengths
     )
     assert cells * QUICK.examples_per_cell <= 40 and max(QUICK.needle_lengths) <= 4096
+
+
+def test_windows_back_counts_windows_between_the_needle_and_the_question(tok):
+    filler = "The grass is green. " * 60  # the test tokenizer reads bytes: 1,200 tokens
+    needle = "The pass key is 12345. Remember it. 12345 is the pass key. "  # 59 tokens
+    # At the very end the needle is in the question's window (1,259 tokens: window 19 of 64); at the start it
+    # ends in window 0 (token 58), 19 windows of 64 back, or 78 - 3 = 75 windows of 16.
+    end = Example("passkey", "u", filler + needle, "?", "12345", 0, 0.9, [needle], [len(filler)])
+    start = Example("passkey", "u", needle + filler, "?", "12345", 0, 0.1, [needle], [0])
+    assert windows_back(tok, end, 64) == 0 and windows_back(tok, start, 64) == 19 and windows_back(tok, start, 16) == 75
+    # Moving the needle later never takes it further back.
+    backs = []
+    for cut in range(0, len(filler), 100):
+        ex = Example("passkey", "u", filler[:cut] + needle + filler[cut:], "?", "12345", 0, 0.5, [needle], [cut])
+        backs.append(windows_back(tok, ex, 64))
+    assert backs == sorted(backs, reverse=True) and backs[0] == 19 and backs[-1] <= 1
+    assert windows_back(tok, Example("qa1", "u", "story", "?", "x", 0, None), 64) is None

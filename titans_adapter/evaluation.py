@@ -365,16 +365,33 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
     return stops
 
 
+def windows_back(tokenizer: PreTrainedTokenizerBase, ex: Example, window: int) -> int | None:
+    """How many windows before the question's window the queried fact (a needle task's first fact) ends:
+    0 = in the question's window, 1 = in the window just before, ... (None without a queried fact)."""
+    if ex.depth is None or not ex.facts:
+        return None
+    fact_end = len(tokenizer(ex.context[: ex.fact_offsets[0] + len(ex.facts[0])], add_special_tokens=False).input_ids)
+    question_start = len(tokenizer(ex.context, add_special_tokens=False).input_ids)
+    return question_start // window - (fact_end - 1) // window
+
+
 def run_qa(
-    systems: Sequence[System], examples: Sequence[Example], tokenizer: PreTrainedTokenizerBase, stops: set[int], log: Log
+    systems: Sequence[System],
+    examples: Sequence[Example],
+    tokenizer: PreTrainedTokenizerBase,
+    stops: set[int],
+    log: Log,
+    window: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Greedy answers of every system to every example, scored by exact match; one record per pair."""
+    """Greedy answers of every system to every example, scored by exact match; one record per pair.
+    With a window, each record also says how many windows back the queried fact ends (`windows_back`)."""
     records = []
     for ex in examples:
         context = torch.tensor(tokenizer(ex.context, add_special_tokens=False).input_ids)
         question = torch.tensor(tokenizer(ex.question, add_special_tokens=False).input_ids)
         max_new = answer_budget(tokenizer, ex.answer)
         n_tokens = context.shape[0] + question.shape[0]
+        back = windows_back(tokenizer, ex, window) if window else None
         for system in systems:
             if not system.supports(n_tokens + max_new):
                 continue
@@ -389,6 +406,7 @@ def run_qa(
                     "length": ex.target_length,
                     "n_tokens": n_tokens,
                     "depth": ex.depth,
+                    "windows_back": back,
                     "answer": ex.answer,
                     "prediction": prediction,
                     "correct": exact_match(prediction, ex.answer),
@@ -529,7 +547,7 @@ def evaluate(
     )
     dump_jsonl(needle_examples + babi_examples, out_dir / "examples.jsonl")
     log(f"needles: {len(needle_examples)} examples")
-    needle = run_qa(systems, needle_examples, tokenizer, stops, log)
+    needle = run_qa(systems, needle_examples, tokenizer, stops, log, window)
     log(f"bAbI-like: {len(babi_examples)} examples")
     babi = run_qa(systems, babi_examples, tokenizer, stops, log)
 

@@ -174,6 +174,11 @@ def _qa_section(title: str, records: list[dict], systems: list[str], by_depth: b
         lines += ["Partial credit: share of the answer's characters right, in place (mean over examples):", ""]
         partial = accuracy(records, ["system", "task"], score="characters_right")
         lines += _table(["system"] + tasks, [[s] + [_pct(partial.get((s, t))) for t in tasks] for s in systems])
+    far = [r for r in records if (r.get("windows_back") or 0) >= 2]
+    if by_depth and far:
+        far_acc = accuracy(far, ["system"])
+        lines += ["Needles that end at least two windows before the question's window (only the memory reaches them):", ""]
+        lines += _table(["system", "exact match"], [[s, _pct(far_acc.get((s,)))] for s in systems])
     if by_depth:
         depths = sorted({r["depth"] for r in records})
         grid = accuracy(records, ["system", "length", "depth"])
