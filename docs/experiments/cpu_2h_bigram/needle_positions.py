@@ -46,7 +46,7 @@ def main() -> None:
     tokenizer = load_tokenizer("default")
     per_report = {report: needle_rows(report, tokenizer) for report in args.reports}
     by_band = defaultdict(lambda: [0, 0, []])
-    for start, back, correct in (row for rows in per_report.values() for row in rows):
+    for start, _, correct in (row for rows in per_report.values() for row in rows):
         band = next(name for low, high, name in BANDS if low <= start <= high)
         by_band[band][0] += correct
         by_band[band][1] += 1
