@@ -95,3 +95,9 @@ def test_4bit_and_half_precision_need_a_gpu():
 
 def test_the_stable_names_are_keys():
     assert {"max_steps", "output_dir", "lr", "data.path"} <= set(VALID_KEYS)
+
+
+def test_compile_memory_is_a_checked_choice():
+    with pytest.raises(ConfigError, match="compile_memory"):
+        load_recipe(None, ["compile_memory=fast"])
+    assert load_recipe(None, ["compile_memory=reduce-overhead"])["compile_memory"] == "reduce-overhead"

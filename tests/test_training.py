@@ -273,3 +273,15 @@ def test_training_with_gap_windows_reports_far_recall(tiny_dir, tmp_path, overla
     for bad, message in (("adapter.layers=[0,1]", "exactly one memory layer"), ("lora.enabled=true", "LoRA")):
         with pytest.raises(ConfigError, match=message):
             recipe_of(path, "data.gap_windows=3", bad)
+
+
+def test_training_compiles_the_memory_when_asked(tiny_dir, tmp_path, monkeypatch):
+    from titans_adapter.retrofit import TitansModel
+
+    modes = []
+    monkeypatch.setattr(TitansModel, "compile_memory", lambda self, mode: modes.append(mode) or self)
+    path = tiny_recipe(tiny_dir, tmp_path / "c", max_steps=1, eval_every=0)
+    train(recipe_of(path, "compile_memory=reduce-overhead"))
+    assert modes == ["reduce-overhead"]
+    train(recipe_of(tiny_recipe(tiny_dir, tmp_path / "e", max_steps=1, eval_every=0)))
+    assert modes == ["reduce-overhead"]  # the default stays eager

@@ -26,6 +26,8 @@ from torch import Tensor, nn
 from .config import TitansConfig
 from .flops import base_flops_from_config, memory_flops
 from .memory import LayerMemoryState
+from .retrofit import COMPILE_MODES as MEMORY_COMPILE_MODES
+from .retrofit import MemoryBranch, retrofit
 
 
 def synchronize(device: torch.device) -> None:
@@ -129,8 +131,6 @@ def bench_memory_case(case: MemoryCase, device: torch.device, repeats: int = 3, 
     Ours is the retrofit's whole branch (RMSNorm, projections, memory, output projection back to dim, gate),
     the same work as titans-pytorch's module (pre-norm, projections, memory, retrieve gate, head combination).
     """
-    from .retrofit import MemoryBranch
-
     torch.manual_seed(0)
     ours = MemoryBranch(case.dim, titans_config_for(case)).to(device)
     with torch.no_grad():
@@ -195,7 +195,7 @@ def memory_grid(quick: bool) -> list[MemoryCase]:
 
 
 # ----- 2. the end-to-end training step -----------------------------------------------------------------
-COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune-no-cudagraphs")
+COMPILE_MODES = ("none", *MEMORY_COMPILE_MODES)  # "none": eager
 
 
 class BiasBranch(nn.Module):
@@ -245,15 +245,13 @@ def bench_training_step(
     compile_mode: "none" (eager), or a torch.compile mode for the memory branches (TitansModel.compile_memory):
     "default", "reduce-overhead" (CUDA graphs), "max-autotune-no-cudagraphs"; the base stays eager on both sides.
     """
-    from .retrofit import retrofit
-
     if compile_mode not in COMPILE_MODES:
         raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}.")
     cfg = TitansConfig(layers=layers, window=window, **config)
     model = retrofit(base, cfg)
     if compile_mode != "none":
         torch._dynamo.reset()
-        model.compile_memory(None if compile_mode == "default" else compile_mode)
+        model.compile_memory(compile_mode)
     try:
         vocab = base.config.vocab_size
         torch.manual_seed(0)
@@ -415,8 +413,6 @@ def bench_inference(
     """Tokens/s and peak memory reading each length: the retrofit at every length (in window-sized pieces),
     the base with full attention up to native_context (in base_piece-sized pieces, default the window);
     each read `repeats` times (see measure_read)."""
-    from .retrofit import retrofit
-
     piece = config.window
     base_piece = base_piece or piece
     vocab = base.config.vocab_size

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .config import ConfigError, TitansConfig, unknown_key_error
+from .retrofit import COMPILE_MODES
 from .synthetic import QUESTION_FORMATS
 
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -29,6 +30,7 @@ DEFAULTS: dict[str, Any] = {
     "load_in_4bit": False,  # QLoRA-style frozen base through bitsandbytes (CUDA only)
     "precision": "auto",  # auto: bf16 on a GPU that supports it, else fp32
     "gradient_checkpointing": False,  # recompute the frozen base's layers in backward (saves memory)
+    "compile_memory": "none",  # torch.compile the memory branches: none, default, reduce-overhead (CUDA graphs), ...
     "adapter": {
         f.name: copy.deepcopy(f.default_factory() if callable(f.default_factory) else f.default)
         for f in dataclasses.fields(TitansConfig)
@@ -211,6 +213,7 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
     data = recipe["data"]
     _check_choice("precision", recipe["precision"], PRECISIONS)
     _check_choice("scheduler", recipe["scheduler"], SCHEDULERS)
+    _check_choice("compile_memory", recipe["compile_memory"], ("none", *COMPILE_MODES))
     _check_choice("data.short_docs", data["short_docs"], SHORT_DOC_POLICIES)
     for task in data["synthetic_tasks"]:
         _check_choice("data.synthetic_tasks", task, SYNTHETIC_TASKS)

@@ -37,6 +37,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = "adapter_model.safetensors"
 ADAPTER_FORMAT = "titans-adapter"
 ADAPTER_FORMAT_VERSION = 1
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune-no-cudagraphs")  # torch.compile modes (compile_memory)
 
 
 class AdapterError(ValueError):
@@ -193,17 +194,23 @@ class TitansModel(nn.Module):
         base = sum(p.numel() for p in self.base.parameters())
         return {"trainable": trainable, "base": base, "total": trainable + base}
 
-    def compile_memory(self, mode: str | None = None, backend: str | Callable = "inductor") -> TitansModel:
+    def compile_memory(self, mode: str = "default", backend: str | Callable = "inductor") -> TitansModel:
         """torch.compile every memory branch's read-and-write (projections and the whole chunk loop, unrolled).
 
         On a GPU the chunk loop is bound by kernel launches, not FLOPs: compiling fuses its elementwise work, and
-        mode="reduce-overhead" also replays it as CUDA graphs. It compiles once per piece length (dynamic=False),
-        so it suits training and window-sized reads; token-by-token generation would recompile per pending length
-        and should stay eager. Returns self.
+        mode="reduce-overhead" also replays it as CUDA graphs. mode: one of COMPILE_MODES. It compiles once per
+        piece length (dynamic=False), so it suits training and window-sized reads; token-by-token generation would
+        recompile per pending length and should stay eager. Returns self.
         """
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}.")
         for branch in self.memories.values():
             branch.read_and_write = torch.compile(
-                branch.read_and_write, mode=mode, backend=backend, fullgraph=True, dynamic=False
+                branch.read_and_write,
+                mode=None if mode == "default" else mode,
+                backend=backend,
+                fullgraph=True,
+                dynamic=False,
             )
         return self
 

@@ -677,6 +677,8 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
     torch.manual_seed(recipe["seed"])
     random.seed(recipe["seed"])
     model, _ = build_model(recipe, accelerator.device, precision)
+    if recipe["compile_memory"] != "none":  # training only: evaluation's varying lengths would recompile
+        model.compile_memory(recipe["compile_memory"])
     train_gaps = val_gaps = None
     if data["gap_windows"]:
         say(f"computing the branch inputs of up to {data['gap_pool_windows']} windows per split for data.gap_windows")
