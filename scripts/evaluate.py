@@ -39,6 +39,9 @@ def main() -> None:
     parser.add_argument("--depths", type=float, nargs="+", default=None, help="override the needle depths (0 = start, 1 = end)")
     parser.add_argument("--ppl-length", type=int, default=None, help="override the perplexity document length (tokens)")
     parser.add_argument(
+        "--no-cost", action="store_true", help="skip the cost rows at --lengths (minutes per system at 16k+ on a CPU)"
+    )
+    parser.add_argument(
         "--window",
         type=int,
         default=None,
@@ -78,6 +81,8 @@ def main() -> None:
         suite = replace(suite, depths=tuple(args.depths))
     if args.ppl_length:
         suite = replace(suite, ppl_length=args.ppl_length)
+    if args.no_cost:
+        suite = replace(suite, cost_lengths=())
     name = (args.adapter or args.model).rstrip("/").split("/")[-1]
     out = args.out or f"reports/{name}-{args.suite}"
     options = RunOptions(
