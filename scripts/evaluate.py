@@ -14,7 +14,7 @@ import torch
 
 from titans_adapter import load_adapter, load_base_model
 from titans_adapter.cli import run_script
-from titans_adapter.evaluation import EvaluationError, RunOptions, evaluate, get_suite
+from titans_adapter.evaluation import QA_SYSTEMS, EvaluationError, RunOptions, evaluate, get_suite
 from titans_adapter.report import render_report
 from titans_adapter.tasks import ALL_TASKS
 
@@ -38,6 +38,13 @@ def main() -> None:
     parser.add_argument("--tasks", nargs="+", default=None, help=f"only these tasks (of {' '.join(ALL_TASKS)})")
     parser.add_argument("--depths", type=float, nargs="+", default=None, help="override the needle depths (0 = start, 1 = end)")
     parser.add_argument("--ppl-length", type=int, default=None, help="override the perplexity document length (tokens)")
+    parser.add_argument(
+        "--qa-systems",
+        nargs="+",
+        default=None,
+        choices=list(QA_SYSTEMS),
+        help="answer needles and bAbI with only these systems (full windowed streaming retrofit); perplexity compares all",
+    )
     parser.add_argument(
         "--no-cost", action="store_true", help="skip the cost rows at --lengths (minutes per system at 16k+ on a CPU)"
     )
@@ -94,6 +101,7 @@ def main() -> None:
         sinks=args.sinks,
         model_name=args.model,
         adapter=args.adapter,
+        qa_systems=tuple(args.qa_systems) if args.qa_systems else None,
         extra={"hub": args.hub},
     )
     results = evaluate(base, tokenizer, model, options, out, suite=suite, log=lambda s: print(s, flush=True))

@@ -239,7 +239,8 @@ def test_script_runs_base_alone_and_with_adapter(base, tok, tmp_path, monkeypatc
         "--device",
         "cpu",
     ]
-    for extra, out in (([], "base"), (["--adapter", str(tmp_path / "adapter")], "adapted")):
+    adapted = ["--adapter", str(tmp_path / "adapter"), "--no-cost", "--qa-systems", "windowed", "retrofit"]
+    for extra, out in (([], "base"), (adapted, "adapted")):
         argv = ["evaluate.py", *common, *extra, "--window", "32", "--out", str(tmp_path / out)]
         if extra:
             argv = argv[:-4] + argv[-2:]  # with an adapter the window comes from it
@@ -248,9 +249,15 @@ def test_script_runs_base_alone_and_with_adapter(base, tok, tmp_path, monkeypatc
         results = json.loads((tmp_path / out / "results.json").read_text())
         assert ("retrofit" in results["meta"]["systems"]) == bool(extra)
         assert results["meta"]["window"] == 32 and (tmp_path / out / "report.md").is_file()
-        records = results["needle"] + results["babi"]  # full attention skips 560 tokens: over the tiny base's 512
-        assert sorted(r["task"] for r in records) == ["passkey"] * (2 + len(extra) // 2) + ["qa2"] * (2 + len(extra) // 2)
-    for bad, message in ((["--suite", "huge"], "invalid choice"), (["--tasks", "qa7"], "Unknown task(s) qa7")):
+        records = results["needle"] + results["babi"]
+        # full attention skips 560 tokens (over the tiny base's 512); --qa-systems leaves out streaming too
+        assert sorted(r["task"] for r in records) == ["passkey", "passkey", "qa2", "qa2"]
+        assert {r["system"] for r in records} == (
+            {"base windowed", "retrofit"} if extra else {"base windowed", "streaming (sinks)"}
+        )
+        assert any(r["length"] == 560 for r in results["cost"]) != bool(extra)  # --no-cost: no rows at --lengths
+    bad_arguments = (["--suite", "huge"], "invalid choice"), (["--tasks", "qa7"], "Unknown task(s) qa7")
+    for bad, message in (*bad_arguments, (["--qa-systems", "oracle"], "invalid choice")):
         monkeypatch.setattr(sys, "argv", ["evaluate.py", *common, *bad])
         with pytest.raises(SystemExit):
             runpy.run_path(str(ROOT / "scripts" / "evaluate.py"), run_name="__main__")

@@ -496,7 +496,11 @@ class RunOptions:
     sinks: int = 4
     model_name: str = "default"
     adapter: str | None = None
+    qa_systems: tuple[str, ...] | None = None  # answer needles and bAbI with only these (keys of QA_SYSTEMS); None: all
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+QA_SYSTEMS = {"full": "full attention", "windowed": "base windowed", "streaming": "streaming (sinks)", "retrofit": "retrofit"}
 
 
 def _limit(suite: Suite, limit: int | None) -> Suite:
@@ -518,6 +522,9 @@ def evaluate(
 ) -> dict[str, Any]:
     """Run a suite on every system, write results.json and examples.jsonl into out_dir; return the results."""
     started = time.time()
+    unknown = sorted(set(options.qa_systems or ()) - set(QA_SYSTEMS))
+    if unknown:
+        raise EvaluationError(f"Unknown system(s) {', '.join(unknown)}; valid: {', '.join(QA_SYSTEMS)}.")
     native = int(getattr(base.config, "max_position_embeddings", 2048))
     suite = _limit(suite or get_suite(options.suite, native), options.limit)
     window = options.window or (model.config.window if model is not None else 512)
@@ -539,6 +546,7 @@ def evaluate(
     cost = perplexity.pop("cost") + run_cost(systems, cost_ids, suite.cost_lengths, suite.ppl_length, device, log)
 
     stops = stop_token_ids(tokenizer)
+    qa = systems if options.qa_systems is None else [s for s in systems if s.name in {QA_SYSTEMS[k] for k in options.qa_systems}]
     needle_examples = make_examples(
         tokenizer, docs, suite.needle_tasks, suite.needle_lengths, suite.depths, suite.examples_per_cell, options.seed
     )
@@ -547,9 +555,9 @@ def evaluate(
     )
     dump_jsonl(needle_examples + babi_examples, out_dir / "examples.jsonl")
     log(f"needles: {len(needle_examples)} examples")
-    needle = run_qa(systems, needle_examples, tokenizer, stops, log, window)
+    needle = run_qa(qa, needle_examples, tokenizer, stops, log, window)
     log(f"bAbI-like: {len(babi_examples)} examples")
-    babi = run_qa(systems, babi_examples, tokenizer, stops, log)
+    babi = run_qa(qa, babi_examples, tokenizer, stops, log)
 
     external: dict[str, Any] = {}
     if suite.hub or options.extra.get("hub"):
@@ -559,7 +567,7 @@ def evaluate(
         else:
             configs = [c for c in ("1k", "4k", "16k", "32k", "64k", "128k") if _k_tokens(c) <= max(suite.babi_lengths)]
             real = babilong_examples(configs, suite.babi_tasks, suite.examples_per_cell)
-            external["babilong"] = run_qa(systems, real, tokenizer, stops, log)
+            external["babilong"] = run_qa(qa, real, tokenizer, stops, log)
             pg19 = perplexity_documents(
                 tokenizer, _hub_documents("emozilla/pg19@test", limit=suite.ppl_docs), suite.ppl_length, suite.ppl_docs
             )
@@ -577,6 +585,7 @@ def evaluate(
             "sinks": options.sinks,
             "native_context": native,
             "systems": [s.name for s in systems],
+            "qa_systems": [s.name for s in qa],
             "device": _device_name(device),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
