@@ -158,7 +158,6 @@ def bench_memory_case(case: MemoryCase, device: torch.device, repeats: int = 3, 
             raise
         # titans-pytorch keeps per-token gradients (B, H, T, d_in, d_out) and runs out first: time ours alone.
         fns, reason = fns[:1], "out of memory"
-        del theirs
         gc.collect()
         torch.cuda.empty_cache()
         times = time_pair(fns, device, repeats)
