@@ -132,3 +132,13 @@ def test_training_step_rows_name_their_compile_mode(tmp_path):
     assert row["compile"] == "none" and row["refresh_every"] == 1 and row["first_step_s"] > 0
     with pytest.raises(ValueError, match="compile_mode"):
         bm.bench_training_step(base, [0], 16, 2, 1, torch.device("cpu"), 1, compile_mode="fast")
+
+
+def test_memory_case_checks_its_compile_mode():
+    case = bm.MemoryCase(32, 2, 16, 8, 64, 1)
+    row = bm.bench_memory_case(case, torch.device("cpu"), repeats=1, with_reference=False)
+    assert row["compile"] == "none" and row["ours_tok_s"] > 0
+    with pytest.raises(ValueError, match="compile_mode"):
+        bm.bench_memory_case(case, torch.device("cpu"), repeats=1, with_reference=False, compile_mode="turbo")
+    with pytest.raises(ValueError, match="compile mode"):
+        bm.MemoryBranch(32, bm.titans_config_for(case)).compile("turbo")

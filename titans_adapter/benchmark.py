@@ -29,6 +29,8 @@ from .memory import LayerMemoryState
 from .retrofit import COMPILE_MODES as MEMORY_COMPILE_MODES
 from .retrofit import MemoryBranch, retrofit
 
+COMPILE_MODES = ("none", *MEMORY_COMPILE_MODES)  # our memory eager ("none") or through torch.compile
+
 
 def synchronize(device: torch.device) -> None:
     if device.type == "cuda":
@@ -125,16 +127,24 @@ def titans_pytorch_available() -> str | None:
     return None
 
 
-def bench_memory_case(case: MemoryCase, device: torch.device, repeats: int = 3, with_reference: bool = True) -> dict[str, Any]:
+def bench_memory_case(
+    case: MemoryCase, device: torch.device, repeats: int = 3, with_reference: bool = True, compile_mode: str = "none"
+) -> dict[str, Any]:
     """Forward+backward tokens/s of our memory and of titans-pytorch's on the same input, and their ratio.
 
     Ours is the retrofit's whole branch (RMSNorm, projections, memory, output projection back to dim, gate),
-    the same work as titans-pytorch's module (pre-norm, projections, memory, retrieve gate, head combination).
+    the same work as titans-pytorch's module (pre-norm, projections, memory, retrieve gate, head combination);
+    compile_mode other than "none" compiles ours (MemoryBranch.compile; the first call, untimed, compiles).
     """
+    if compile_mode not in COMPILE_MODES:
+        raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}.")
     torch.manual_seed(0)
     ours = MemoryBranch(case.dim, titans_config_for(case)).to(device)
     with torch.no_grad():
         ours.gate.fill_(1.0)  # an open gate, as after training (the zero init would not change the cost)
+    if compile_mode != "none":
+        torch._dynamo.reset()
+        ours.compile(compile_mode)
     x = torch.randn(case.batch, case.seq, case.dim, device=device, requires_grad=True)
 
     def run_ours() -> None:
@@ -166,6 +176,7 @@ def bench_memory_case(case: MemoryCase, device: torch.device, repeats: int = 3, 
     result: dict[str, Any] = {
         **asdict(case),
         "name": case.name,
+        "compile": compile_mode,
         "ours_tok_s": tokens / times[0],
         "ours_gflop_s": flops * tokens / times[0] / 1e9,
     }
@@ -194,9 +205,6 @@ def memory_grid(quick: bool) -> list[MemoryCase]:
 
 
 # ----- 2. the end-to-end training step -----------------------------------------------------------------
-COMPILE_MODES = ("none", *MEMORY_COMPILE_MODES)  # "none": eager
-
-
 class BiasBranch(nn.Module):
     """Stands in for a memory branch in the base reference: adds a trainable zero vector, nothing else.
 

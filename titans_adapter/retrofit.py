@@ -80,6 +80,14 @@ class MemoryBranch(nn.Module):
             delta = F.linear(retrieved, self.out_proj.weight * self.gate[:, None])
         return hidden + delta.to(hidden.dtype), state
 
+    def compile(self, mode: str = "default", backend: str | Callable = "inductor") -> None:
+        """torch.compile read_and_write as one graph per input length (see TitansModel.compile_memory)."""
+        if mode not in COMPILE_MODES:
+            raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}.")
+        self.read_and_write = torch.compile(
+            self.read_and_write, mode=None if mode == "default" else mode, backend=backend, fullgraph=True, dynamic=False
+        )
+
     def read_and_write(self, hidden: Tensor, state: LayerMemoryState) -> tuple[Tensor, LayerMemoryState]:
         """The memory's raw retrieval (B, T, H * head_dim) for hidden (B, T, hidden_size), and the written state."""
         with torch.autocast(device_type=hidden.device.type, enabled=False):
@@ -202,16 +210,8 @@ class TitansModel(nn.Module):
         piece length (dynamic=False), so it suits training and window-sized reads; token-by-token generation would
         recompile per pending length and should stay eager. Returns self.
         """
-        if mode not in COMPILE_MODES:
-            raise ValueError(f"compile mode must be one of {', '.join(COMPILE_MODES)}, got {mode!r}.")
         for branch in self.memories.values():
-            branch.read_and_write = torch.compile(
-                branch.read_and_write,
-                mode=None if mode == "default" else mode,
-                backend=backend,
-                fullgraph=True,
-                dynamic=False,
-            )
+            branch.compile(mode, backend)
         return self
 
     def init_memory_state(self, batch_size: int) -> MemoryState:
