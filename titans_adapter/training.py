@@ -182,7 +182,7 @@ def sample_loss(model: TitansModel, ids: Tensor, labels: Tensor, gap: tuple[Tens
     split = (ids.shape[1] - 1) // window * window  # start of the last window
     head = model(ids[:, :split], labels=labels[:, :split], return_logits=False)
     hidden, last_ids = gap
-    state = model.write_branch_inputs(hidden, head.memory_state, last_ids.to(hidden.device))
+    state = model.write_branch_inputs(hidden, head.memory_state, last_ids)
     tail = model(ids[:, split:], labels=labels[:, split:], memory_state=state, return_logits=False)
     # forward() counts targets from the second position of what it reads; weigh the two means by those counts.
     n_head, n_tail = (int((part[:, 1:] != -100).sum()) for part in (labels[:, :split], labels[:, split:]))
@@ -517,7 +517,7 @@ def synthetic_accuracy(
         state = model(ids[:, :q_start], return_logits=False).memory_state
         if gap_windows and gap_pool is not None:
             hidden, last_ids = gap_pool.fixed(1, gap_windows, np.random.default_rng([index]))
-            state = model.write_branch_inputs(hidden, state, last_ids.to(device))
+            state = model.write_branch_inputs(hidden, state, last_ids)
         logits = model(ids[:, q_start:a1], memory_state=state).logits[0]
         answer = slice(a0 - 1 - q_start, a1 - 1 - q_start)
         preds = {"model": logits[answer].argmax(-1)}
@@ -677,7 +677,9 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
     torch.manual_seed(recipe["seed"])
     random.seed(recipe["seed"])
     model, _ = build_model(recipe, accelerator.device, precision)
-    if recipe["compile_memory"] != "none":  # training only: evaluation's varying lengths would recompile
+    if recipe["compile_memory"] != "none":
+        # Compiled for the training step's window shapes; the in-run evaluations read other lengths, which
+        # recompile up to torch's recompile limit and then run eager.
         model.compile_memory(recipe["compile_memory"])
     train_gaps = val_gaps = None
     if data["gap_windows"]:
