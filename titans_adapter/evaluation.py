@@ -365,14 +365,16 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> set[int]:
     return stops
 
 
-def windows_back(tokenizer: PreTrainedTokenizerBase, ex: Example, window: int) -> int | None:
+def windows_back(tokenizer: PreTrainedTokenizerBase, ex: Example, window: int, context_tokens: int | None = None) -> int | None:
     """How many windows before the question's window the queried fact (a needle task's first fact) ends:
-    0 = in the question's window, 1 = in the window just before, ... (None without a queried fact)."""
+    0 = in the question's window, 1 = in the window just before, ... (None without a queried fact).
+    context_tokens: the context's token count when the caller has it (else the context is tokenized here)."""
     if ex.depth is None or not ex.facts:
         return None
     fact_end = len(tokenizer(ex.context[: ex.fact_offsets[0] + len(ex.facts[0])], add_special_tokens=False).input_ids)
-    question_start = len(tokenizer(ex.context, add_special_tokens=False).input_ids)
-    return question_start // window - (fact_end - 1) // window
+    if context_tokens is None:
+        context_tokens = len(tokenizer(ex.context, add_special_tokens=False).input_ids)
+    return context_tokens // window - (fact_end - 1) // window
 
 
 def run_qa(
@@ -391,7 +393,7 @@ def run_qa(
         question = torch.tensor(tokenizer(ex.question, add_special_tokens=False).input_ids)
         max_new = answer_budget(tokenizer, ex.answer)
         n_tokens = context.shape[0] + question.shape[0]
-        back = windows_back(tokenizer, ex, window) if window else None
+        back = windows_back(tokenizer, ex, window, context.shape[0]) if window else None
         for system in systems:
             if not system.supports(n_tokens + max_new):
                 continue
