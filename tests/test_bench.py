@@ -142,3 +142,34 @@ def test_memory_case_checks_its_compile_mode():
         bm.bench_memory_case(case, torch.device("cpu"), repeats=1, with_reference=False, compile_mode="turbo")
     with pytest.raises(ValueError, match="compile mode"):
         bm.MemoryBranch(32, bm.titans_config_for(case)).compile("turbo")
+
+
+def test_memory_case_bounds_the_ratio_by_the_shared_projections(monkeypatch):
+    """ratio_ceiling = the reference's time / the shared projections' time, timed in the same interleaved run."""
+    case = bm.MemoryCase(32, 2, 16, 8, 64, 1, refresh="per_call")
+
+    class Reference(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj = torch.nn.Linear(32, 32)
+
+        def forward(self, x):
+            return self.proj(x), None
+
+    calls = []
+    monkeypatch.setattr(bm, "titans_pytorch_available", lambda: None)
+    monkeypatch.setattr(bm, "titans_pytorch_memory", lambda c: Reference())
+
+    def fake_time_pair(fns, device, repeats):
+        for fn in fns:
+            fn()
+            calls.append(fn.__name__)
+        return [1.0, 3.0, 0.5]
+
+    monkeypatch.setattr(bm, "time_pair", fake_time_pair)
+    row = bm.bench_memory_case(case, torch.device("cpu"), repeats=1)
+    assert calls == ["run_ours", "run_theirs", "run_shared"]
+    assert row["ratio_vs_titans_pytorch"] == 3.0 and row["ratio_ceiling"] == 6.0
+    assert row["shared_projections_tok_s"] == 64 / 0.5
+    shared = bm.SharedProjections(32, 2, 16)
+    assert sum(p.numel() for p in shared.parameters()) == 32 + 32 * 96 + 32 * 6 + 6 + 32 * 32

@@ -127,6 +127,24 @@ def titans_pytorch_available() -> str | None:
     return None
 
 
+class SharedProjections(nn.Module):
+    """The work both memories do around their memory core: a norm, the q/k/v and per-head gate projections
+    from dim, and the heads' projection back to dim. Timed beside both sides, it bounds the ratio: if our core
+    cost nothing, ours would take this long, so titans-pytorch's time / this time is the highest ratio possible."""
+
+    def __init__(self, dim: int, heads: int, head_dim: int) -> None:
+        super().__init__()
+        self.norm = nn.RMSNorm(dim)
+        self.to_qkv = nn.Linear(dim, 3 * heads * head_dim, bias=False)
+        self.to_gates = nn.Linear(dim, 3 * heads)
+        self.out_proj = nn.Linear(heads * head_dim, dim, bias=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.norm(x)
+        q, k, v = self.to_qkv(h).chunk(3, dim=-1)  # each (B, T, heads * head_dim)
+        return self.out_proj(q + k + v) * self.to_gates(h).sigmoid().mean(-1, keepdim=True)
+
+
 def bench_memory_case(
     case: MemoryCase, device: torch.device, repeats: int = 3, with_reference: bool = True, compile_mode: str = "none"
 ) -> dict[str, Any]:
@@ -135,6 +153,8 @@ def bench_memory_case(
     Ours is the retrofit's whole branch (RMSNorm, projections, memory, output projection back to dim, gate),
     the same work as titans-pytorch's module (pre-norm, projections, memory, retrieve gate, head combination);
     compile_mode other than "none" compiles ours (MemoryBranch.compile; the first call, untimed, compiles).
+    With the reference, the projections both sides share (SharedProjections) are timed in the same interleaved
+    run: `ratio_ceiling` = titans-pytorch's time / theirs, the ratio a memory core of zero cost would reach.
     """
     if compile_mode not in COMPILE_MODES:
         raise ValueError(f"compile_mode must be one of {COMPILE_MODES}, got {compile_mode!r}.")
@@ -160,7 +180,12 @@ def bench_memory_case(
             y, _ = theirs(x)
             y.sum().backward()
 
-        fns.append(run_theirs)
+        shared = SharedProjections(case.dim, case.heads, case.head_dim).to(device)
+
+        def run_shared() -> None:
+            shared(x).sum().backward()
+
+        fns += [run_theirs, run_shared]
     try:
         times = time_pair(fns, device, repeats)
     except torch.OutOfMemoryError:
@@ -183,6 +208,8 @@ def bench_memory_case(
     if len(times) > 1:
         result["titans_pytorch_tok_s"] = tokens / times[1]
         result["ratio_vs_titans_pytorch"] = times[1] / times[0]
+        result["shared_projections_tok_s"] = tokens / times[2]
+        result["ratio_ceiling"] = times[1] / times[2]
     else:
         result["titans_pytorch_skipped"] = reason
     return result
