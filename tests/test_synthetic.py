@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from titans_adapter.data import DataError
-from titans_adapter.synthetic import answer_tokens, make_sample
+from titans_adapter.synthetic import NUMBER_SENTENCES, answer_tokens, make_fact, make_sample
 
 
 class CharTokenizer:
@@ -24,7 +25,7 @@ class CharTokenizer:
 FILLER = np.array([ord(c) for c in "lorem ipsum dolor sit amet " * 200])
 
 
-@pytest.mark.parametrize("task", ["passkey", "kv", "name_attribute", "number"])
+@pytest.mark.parametrize("task", ["passkey", "kv", "name_attribute", "number", "named_number"])
 @pytest.mark.parametrize("fact_window, question_window", [(0, -1), (1, 3), (-1, 2)])
 def test_fact_and_question_sit_where_they_claim(task, fact_window, question_window):
     tok, window, windows = CharTokenizer(), 128, 4
@@ -122,3 +123,14 @@ def test_short_last_window_puts_the_question_right_after_the_window_starts():
     assert s.fact_span[1] <= window
     with pytest.raises(DataError, match="too few for a question"):
         make_sample(FILLER, tok, window=window, windows=3, tasks=["passkey"], seed=0, index=1, last_window_tokens=20)
+
+
+def test_named_number_varies_its_sentence_and_length_and_asks_by_name():
+    facts = [make_fact("named_number", random.Random(i)) for i in range(200)]
+    assert {len(answer.strip()) for *_, answer in facts} == set(range(3, 9))
+    sentences = set()
+    for fact, question, prefix, answer in facts:
+        name = prefix.removeprefix("The ").removesuffix(" is")
+        assert question == f"What is the {name}?" and answer.strip().isdigit() and not answer.startswith(" 0")
+        sentences.add(fact.replace(name, "{name}").replace(answer.strip(), "{number}"))
+    assert sentences == set(NUMBER_SENTENCES)

@@ -22,6 +22,16 @@ CITIES = ["Paris", "Tokyo", "Cairo", "Lima", "Oslo", "Dublin", "Madrid", "Boston
 CITIES += ["Berlin", "Mumbai", "Denver", "Lisbon", "Prague", "Seoul", "Nairobi", "Chicago", "Athens"]
 WORDS = ["apple", "river", "candle", "falcon", "marble", "pepper", "silver", "tiger", "violet", "walnut", "copper"]
 WORDS += ["garden", "harbor", "island", "jacket", "lemon", "meadow", "orange", "pillow", "rocket", "saddle", "tunnel"]
+# named_number: "<word> <kind>" names a number of 3-8 digits, stated in one of several sentences, so that what the
+# memory learns to recall is a number after a matching name, not one sentence and one answer length.
+NUMBER_KINDS = ["code", "number", "key", "value", "pin", "serial", "ticket", "account"]
+NUMBER_SENTENCES = [
+    " The {name} is {number}.",
+    " Write down the {name}: {number}.",
+    " Note that the {name} is {number}.",
+    " For the record, the {name} is {number}. Keep it safe.",
+    " The {name}, which you will need later, is {number}.",
+]
 
 
 @dataclass
@@ -71,6 +81,12 @@ def make_fact(task: str, rng: random.Random) -> tuple[str, str, str, str]:
         name = rng.choice(FIRST_NAMES)
         number = str(rng.randrange(1_000_000, 10_000_000))
         return f" {name}'s number is {number}.", f"What is {name}'s number?", f"{name}'s number is", f" {number}"
+    if task == "named_number":
+        name = f"{rng.choice(WORDS)} {rng.choice(NUMBER_KINDS)}"
+        digits = rng.randint(3, 8)
+        number = str(rng.randrange(10 ** (digits - 1), 10**digits))
+        fact = rng.choice(NUMBER_SENTENCES).format(name=name, number=number)
+        return fact, f"What is the {name}?", f"The {name} is", f" {number}"
     raise DataError(f"Unknown synthetic task '{task}'.")
 
 
