@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from titans_adapter.data import DataError
-from titans_adapter.synthetic import NUMBER_SENTENCES, answer_tokens, make_fact, make_sample
+from titans_adapter.synthetic import KEYED_WORDS, NUMBER_KINDS, NUMBER_SENTENCES, answer_tokens, make_fact, make_sample
+from titans_adapter.tasks import KEY_WORDS
 
 
 class CharTokenizer:
@@ -25,7 +26,7 @@ class CharTokenizer:
 FILLER = np.array([ord(c) for c in "lorem ipsum dolor sit amet " * 200])
 
 
-@pytest.mark.parametrize("task", ["passkey", "kv", "name_attribute", "number", "named_number"])
+@pytest.mark.parametrize("task", ["passkey", "kv", "name_attribute", "number", "named_number", "keyed_number"])
 @pytest.mark.parametrize("fact_window, question_window", [(0, -1), (1, 3), (-1, 2)])
 def test_fact_and_question_sit_where_they_claim(task, fact_window, question_window):
     tok, window, windows = CharTokenizer(), 128, 4
@@ -134,3 +135,15 @@ def test_named_number_varies_its_sentence_and_length_and_asks_by_name():
         assert question == f"What is the {name}?" and answer.strip().isdigit() and not answer.startswith(" 0")
         sentences.add(fact.replace(name, "{name}").replace(answer.strip(), "{number}"))
     assert sentences == set(NUMBER_SENTENCES)
+
+
+def test_keyed_number_names_hold_digits_that_are_not_the_answer():
+    facts = [make_fact("keyed_number", random.Random(i)) for i in range(200)]
+    assert {len(answer.strip()) for *_, answer in facts} == set(range(3, 9))
+    for fact, question, prefix, answer in facts:
+        name = prefix.removeprefix("The ").removesuffix(" is")
+        kind, word_and_digits = name.split(" for ")
+        word, key_digits = word_and_digits.split("-")
+        assert kind in NUMBER_KINDS and word in KEYED_WORDS and key_digits.isdigit() and 2 <= len(key_digits) <= 3
+        assert question == f"What is the {name}?" and name in fact and f"{answer}." in fact
+    assert not set(KEYED_WORDS) & set(KEY_WORDS), "the evaluation's keys stay unseen in training"

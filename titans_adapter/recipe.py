@@ -22,7 +22,7 @@ from .synthetic import QUESTION_FORMATS
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULERS = ("constant", "linear", "cosine")
 SHORT_DOC_POLICIES = ("drop", "concat")
-SYNTHETIC_TASKS = ("passkey", "kv", "name_attribute", "number", "named_number")
+SYNTHETIC_TASKS = ("passkey", "kv", "name_attribute", "number", "named_number", "keyed_number")
 
 DEFAULTS: dict[str, Any] = {
     "model": "default",  # "default" (embedded SmolLM2-135M), a local model directory, or a hub id
@@ -53,7 +53,7 @@ DEFAULTS: dict[str, Any] = {
         "short_docs": "drop",  # documents shorter than two windows: drop them or concatenate them
         "val_fraction": 0.1,  # share of documents held out for validation (split by document)
         "synthetic_fraction": 0.5,  # share of training samples that are synthetic long-range facts
-        "synthetic_tasks": ["passkey", "kv", "name_attribute"],  # also: number, named_number (see synthetic.py)
+        "synthetic_tasks": ["passkey", "kv", "name_attribute"],  # also: number, named_number, keyed_number (see synthetic.py)
         "question_formats": ["plain"],  # each synthetic question's layout is drawn from these: plain, qa
         "fact_window": 0,  # window holding the fact (-1 = a random window before the question's)
         "question_window": -1,  # window holding the question (-1 = the last)

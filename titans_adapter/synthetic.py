@@ -32,6 +32,11 @@ NUMBER_SENTENCES = [
     " For the record, the {name} is {number}. Keep it safe.",
     " The {name}, which you will need later, is {number}.",
 ]
+# keyed_number: the same sentences for "<kind> for <word>-<2-3 digits>", a name that holds digits of its own (as
+# record keys and serial names do), so that the memory learns not to take the name's digits for the number's. Its
+# words are none of the needle evaluation's key words (tasks.KEY_WORDS), whose keys look the same ("saddle-364").
+KEYED_WORDS = ["candle", "tiger", "walnut", "copper", "garden", "island", "jacket", "lemon", "meadow", "orange"]
+KEYED_WORDS += ["pillow", "rocket", "tunnel", "silver"]
 
 
 @dataclass
@@ -83,6 +88,12 @@ def make_fact(task: str, rng: random.Random) -> tuple[str, str, str, str]:
         return f" {name}'s number is {number}.", f"What is {name}'s number?", f"{name}'s number is", f" {number}"
     if task == "named_number":
         name = f"{rng.choice(WORDS)} {rng.choice(NUMBER_KINDS)}"
+        digits = rng.randint(3, 8)
+        number = str(rng.randrange(10 ** (digits - 1), 10**digits))
+        fact = rng.choice(NUMBER_SENTENCES).format(name=name, number=number)
+        return fact, f"What is the {name}?", f"The {name} is", f" {number}"
+    if task == "keyed_number":
+        name = f"{rng.choice(NUMBER_KINDS)} for {rng.choice(KEYED_WORDS)}-{rng.randrange(10, 1000)}"
         digits = rng.randint(3, 8)
         number = str(rng.randrange(10 ** (digits - 1), 10**digits))
         fact = rng.choice(NUMBER_SENTENCES).format(name=name, number=number)

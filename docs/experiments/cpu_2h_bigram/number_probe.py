@@ -4,7 +4,7 @@
 A diagnostic, not the evaluation: the variants are built by swapping `tasks._needle`, and nothing here is a
 reported target number.
 
-    python docs/experiments/cpu_2h_bigram/number_probe.py outputs/cpu_2h_bigram_ov [--per-variant 12] [--length 1024]
+    python docs/experiments/cpu_2h_bigram/number_probe.py outputs/cpu_2h_bigram_ov [--per-variant 12] [--length 1024] [--variants NAME ...]
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from titans_adapter.evaluation import Retrofit, load_corpus, make_examples, run_
 ORIGINAL_NEEDLE = tasks._needle
 
 
-def magic(value_digits: int, colon: bool):
+def magic(value_digits: int, colon: bool, key_digits: bool = True):
+    """The niah_number sentence; key_digits=False names it by a word alone ("saddle", not "saddle-364")."""
+
     def needle(task: str, rng: random.Random) -> tuple[str, str, str]:
-        key = tasks._key(rng)
+        key = tasks._key(rng) if key_digits else rng.choice(tasks.KEY_WORDS)
         value = str(rng.randrange(10 ** (value_digits - 1), 10**value_digits))
         sentence = f"One of the special magic numbers for {key} is{':' if colon else ''} {value}."
         question = (
@@ -49,6 +51,7 @@ def passkey(value_digits: int):
 VARIANTS = {
     "niah_number (as evaluated)": ORIGINAL_NEEDLE,
     "magic, 7 digits, no colon": magic(7, colon=False),
+    "magic, 7 digits, key without digits": magic(7, colon=True, key_digits=False),
     "magic, 5 digits, colon": magic(5, colon=True),
     "magic, 5 digits, no colon": magic(5, colon=False),
     "pass key sentence, 7 digits": passkey(7),
@@ -63,6 +66,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--json")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="NAME")
     args = parser.parse_args()
     torch.set_grad_enabled(False)
     base, tokenizer = load_base_model("default")
@@ -73,7 +77,8 @@ def main() -> None:
     results = {}
     print("| needle | exact | first digit | digits right | answers |")
     print("| --- | ---: | ---: | ---: | --- |")
-    for name, needle in VARIANTS.items():
+    for name in args.variants:
+        needle = VARIANTS[name]
         tasks._needle = needle
         try:
             examples = make_examples(tokenizer, docs, ["niah_number"], [args.length], depths, 1, args.seed)
