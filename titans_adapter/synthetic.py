@@ -86,14 +86,11 @@ def make_fact(task: str, rng: random.Random) -> tuple[str, str, str, str]:
         name = rng.choice(FIRST_NAMES)
         number = str(rng.randrange(1_000_000, 10_000_000))
         return f" {name}'s number is {number}.", f"What is {name}'s number?", f"{name}'s number is", f" {number}"
-    if task == "named_number":
-        name = f"{rng.choice(WORDS)} {rng.choice(NUMBER_KINDS)}"
-        digits = rng.randint(3, 8)
-        number = str(rng.randrange(10 ** (digits - 1), 10**digits))
-        fact = rng.choice(NUMBER_SENTENCES).format(name=name, number=number)
-        return fact, f"What is the {name}?", f"The {name} is", f" {number}"
-    if task == "keyed_number":
-        name = f"{rng.choice(NUMBER_KINDS)} for {rng.choice(KEYED_WORDS)}-{rng.randrange(10, 1000)}"
+    if task in ("named_number", "keyed_number"):
+        if task == "named_number":
+            name = f"{rng.choice(WORDS)} {rng.choice(NUMBER_KINDS)}"
+        else:
+            name = f"{rng.choice(NUMBER_KINDS)} for {rng.choice(KEYED_WORDS)}-{rng.randrange(10, 1000)}"
         digits = rng.randint(3, 8)
         number = str(rng.randrange(10 ** (digits - 1), 10**digits))
         fact = rng.choice(NUMBER_SENTENCES).format(name=name, number=number)
