@@ -215,6 +215,10 @@ def test_bad_input_fails_before_the_model_loads(tiny_dir, tmp_path, monkeypatch)
         train(recipe_of(path, "adapter.window=4096", "adapter.chunk_size=64", "data.windows_per_sample=8"))
     with pytest.raises(ConfigError, match="needs a CUDA GPU"):
         train(recipe_of(path, "load_in_4bit=true"))
+    # sample 0 fits its 32-token window; sample 16 (a keyed_number question in the qa layout) does not
+    too_long = ["data.synthetic_tasks=[passkey,keyed_number]", "data.question_formats=[plain,qa]"]
+    with pytest.raises(DataError, match=r"too small for a synthetic fact \(\d+ tokens\) or question"):
+        train(recipe_of(path, *too_long))
 
 
 def test_half_written_checkpoints_are_ignored(tmp_path):

@@ -44,6 +44,7 @@ from .synthetic import SyntheticSample, cut_length, make_sample
 LORA_CONFIG = "lora_config.json"
 LORA_WEIGHTS = "lora_model.safetensors"
 CHECKPOINT_DIR = "checkpoints"
+UPFRONT_SAMPLES = 64  # synthetic samples built before the model loads, to catch a question too long for its window
 METRICS_FILE = "metrics.jsonl"
 VAL_SEED_OFFSET = 7919  # synthetic validation samples use another stream than training
 
@@ -672,8 +673,9 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
     say(val_split.stats.summary("validation"))
 
     stream = SampleStream(train_split, tokenizer, recipe)
-    if data["synthetic_fraction"] > 0:
-        stream.synthetic(0)  # a question that does not fit its window fails here, before the model loads
+    if data["synthetic_fraction"] > 0:  # a question that does not fit its window fails here, before the model loads:
+        for index in range(UPFRONT_SAMPLES):  # tasks, names and layouts vary per sample, and with them the length
+            stream.synthetic(index)
     torch.manual_seed(recipe["seed"])
     random.seed(recipe["seed"])
     model, _ = build_model(recipe, accelerator.device, precision)
