@@ -31,8 +31,10 @@ def main() -> None:
     args = parser.parse_args()
     records = [r for path in args.results for r in json.load(open(path))["needle"] if r["system"] == "retrofit"]
     for task in sorted({r["task"] for r in records}):
-        reached, slipped = first_slips([r for r in records if r["task"] == task])
-        cells = [f"{'.' if i == max(reached) else i + 1}: {slipped[i]}/{reached[i]}" for i in sorted(reached)]
+        of_task = [r for r in records if r["task"] == task]
+        reached, slipped = first_slips(of_task)
+        digits = len(of_task[0]["answer"])
+        cells = [f"{'.' if i == digits else i + 1}: {slipped[i]}/{reached[i]}" for i in sorted(reached)]
         print(f"{task}: first mistake at position (of needles right so far): " + ", ".join(cells))
 
 
