@@ -4,6 +4,7 @@
     python scripts/train.py --config recipes/llama3_2_1b_memory_single_gpu.yaml data.path=/data/pg19 lr=3e-4
     accelerate launch scripts/train.py --config recipes/llama3_1_8b_qlora_memory_single_gpu.yaml
     python scripts/train.py --resume outputs/run1            # continue a run (its recipe.yaml, or --config)
+    python scripts/train.py --resume outputs/run1 --stop-at-step 2400 data.passkey_digits=8   # one curriculum stage
     python scripts/train.py --evaluate outputs/run1 eval_synthetic_samples=200   # validate its adapter again
 
 The output directory holds the final adapter (load it with titans_adapter.load_adapter), checkpoints/
@@ -27,6 +28,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", help="recipe YAML file")
     parser.add_argument("--resume", metavar="DIR", help="output directory of a run to continue from its latest checkpoint")
     parser.add_argument("--evaluate", metavar="DIR", help="only validate the adapter of a finished run (writes nothing)")
+    parser.add_argument(
+        "--stop-at-step",
+        type=int,
+        metavar="N",
+        help="save and evaluate at optimizer step N, the LR schedule still running to max_steps (a curriculum stage)",
+    )
     parser.add_argument("overrides", nargs="*", help="key=value recipe overrides, e.g. max_steps=100 data.path=/data")
     args = parser.parse_args(argv)
     config = args.config
@@ -42,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{args.evaluate}: {format_eval(result)}")
             print(json.dumps(result))
         else:
-            train(recipe, resume=args.resume)
+            train(recipe, resume=args.resume, stop_at_step=args.stop_at_step)
     except TrainingInterrupted as exc:
         print(exc, file=sys.stderr)
         return 130

@@ -71,6 +71,7 @@ def test_unknown_key_in_a_file_fails_too(tmp_path):
         (["data.question_formats=[chat]"], "data.question_formats' must be one of"),
         (["data.question_formats=[]"], "question_formats is empty"),
         (["batch_size=0"], "must be >= 1"),
+        (["data.passkey_digits=0"], "passkey_digits' must be >= 1"),
         (["adapter.window=128", "data.last_window_tokens=129"], "last_window_tokens must be in"),
         (["notakeyvalue"], "key=value"),
     ],

@@ -106,6 +106,19 @@ def test_deterministic_from_seed_and_index():
     assert not (a.ids == c.ids).all()
 
 
+@pytest.mark.parametrize("digits", [1, 2, 8])
+def test_passkey_digits_sets_the_key_length_and_nothing_else(digits):
+    tok, kwargs = CharTokenizer(), dict(window=128, windows=3, tasks=["passkey"], seed=0)
+    for index in range(5):
+        default, sized = (
+            make_sample(FILLER, tok, index=index, **kwargs),
+            make_sample(FILLER, tok, index=index, passkey_digits=digits, **kwargs),
+        )
+        assert len(default.answer) == 5 and len(sized.answer) == digits and sized.answer.isdigit()
+        assert (sized.labels != -100).sum() == digits
+        assert tok.decode(sized.ids[slice(*sized.fact_span)]).count(sized.answer) == 2  # stated twice, as ever
+
+
 def test_leading_space_token_of_the_answer_is_not_scored():
     q, a = answer_tokens(CharTokenizer(), " The pass key is", " 12345")
     assert CharTokenizer().decode(a) == "12345" and CharTokenizer().decode(q).endswith("is ")

@@ -144,6 +144,19 @@ def test_resume_takes_the_recipes_learning_rates(tiny_dir, tmp_path):
     assert lrs[4] == pytest.approx((1e-2, 5e-2)) and lrs[5] == pytest.approx((2e-3, 3e-3)), lrs
 
 
+def test_stop_at_step_then_resume_equals_one_run(tiny_dir, tmp_path):
+    """A curriculum stage that stops early keeps the whole run's LR schedule: stop + resume = one run."""
+    ref, out = tmp_path / "ref", tmp_path / "staged"
+    train(recipe_of(tiny_recipe(tiny_dir, ref, max_steps=10)))
+    path = tiny_recipe(tiny_dir, out, max_steps=10)
+    train(recipe_of(path), stop_at_step=6)
+    assert latest_checkpoint(out).name == "step-0000006" and (out / "eval.json").is_file()
+    train(recipe_of(path), resume=out)
+    assert max_diff(weights_of(out), weights_of(ref)) < 1e-5
+    with pytest.raises(ConfigError, match="stop_at_step must be in"):
+        train(recipe_of(path), resume=out, stop_at_step=11)
+
+
 def test_sigterm_writes_a_checkpoint_and_stops(tiny_dir, tmp_path):
     out = tmp_path / "term"
     path = tiny_recipe(tiny_dir, out, max_steps=100000, save_every=0)

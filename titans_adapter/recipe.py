@@ -58,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
         "fact_window": 0,  # window holding the fact (-1 = a random window before the question's)
         "question_window": -1,  # window holding the question (-1 = the last)
         "fact_across_windows": False,  # a fact may run from its window into the next (never the question's)
+        "passkey_digits": 5,  # digits of a synthetic passkey (a curriculum in key length changes it between stages)
         "natural_loss_weight": 1.0,  # weight of the natural-text loss against the synthetic answer loss
         "natural_loss_from_window": 1,  # natural text: loss only on windows >= this (memory matters there)
         "answer_end": False,  # synthetic answers end in a trained "." (a greedy answer then stops after the key)
@@ -219,7 +220,7 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
         _check_choice("data.synthetic_tasks", task, SYNTHETIC_TASKS)
     for layout in data["question_formats"]:
         _check_choice("data.question_formats", layout, QUESTION_FORMATS)
-    positive = ["max_steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints", "lora.r"]
+    positive = ["max_steps", "batch_size", "grad_accum", "log_every", "keep_checkpoints", "lora.r", "data.passkey_digits"]
     non_negative = ["eval_every", "save_every", "eval_samples", "eval_synthetic_samples", "warmup_steps", "num_threads"]
     non_negative += [
         "data.max_documents",

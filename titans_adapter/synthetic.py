@@ -59,10 +59,11 @@ QUESTION_FORMATS = {
 }
 
 
-def make_fact(task: str, rng: random.Random) -> tuple[str, str, str, str]:
-    """(fact sentence, question, answer prefix that ends right before the answer, answer) for one task."""
+def make_fact(task: str, rng: random.Random, passkey_digits: int = 5) -> tuple[str, str, str, str]:
+    """(fact sentence, question, answer prefix that ends right before the answer, answer) for one task; a passkey
+    has passkey_digits digits."""
     if task == "passkey":
-        key = "".join(rng.choice("0123456789") for _ in range(5))
+        key = "".join(rng.choice("0123456789") for _ in range(passkey_digits))
         return (
             f" The pass key is {key}. Remember it. {key} is the pass key.",
             "What is the pass key?",
@@ -133,6 +134,7 @@ def make_sample(
     answer_end: bool = False,
     question_formats: tuple[str, ...] = ("plain",),
     fact_across_windows: bool = False,
+    passkey_digits: int = 5,
 ) -> SyntheticSample:
     """Sample `index` of the stream `seed`: essay filler of windows * window tokens with a fact put at a
     random place inside `fact_window` and question + answer ending `question_window` (-1 = the last).
@@ -141,7 +143,8 @@ def make_sample(
     labelled "." after the answer: the token that tells a greedy reader the answer is over. question_formats
     lists the layouts of QUESTION_FORMATS that a sample's question is drawn from. fact_across_windows lets the fact
     start anywhere in its window and run on into the next one (never into the question's window), as a needle in a
-    long text often does; by default every fact lies inside one window.
+    long text often does; by default every fact lies inside one window. passkey_digits sets the length of a
+    passkey (a curriculum in key length changes it between stages).
     """
     if len(filler) == 0:
         raise DataError("No filler text for synthetic samples.")
@@ -151,7 +154,7 @@ def make_sample(
     if not 0 <= f_win < q_win:
         raise DataError(f"The fact window ({f_win}) must come before the question window ({q_win}).")
     task = tasks[rng.randrange(len(tasks))]
-    fact, question, prefix, answer = make_fact(task, rng)
+    fact, question, prefix, answer = make_fact(task, rng, passkey_digits)
     # one layout draws nothing, so the stream of a one-layout recipe is the same as before layouts existed
     layout = question_formats[rng.randrange(len(question_formats))] if len(question_formats) > 1 else question_formats[0]
     question = QUESTION_FORMATS[layout].format(question=question, prefix=prefix)

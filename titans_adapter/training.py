@@ -88,6 +88,7 @@ def recipe_sample(recipe: dict[str, Any], split: PackedSplit, tokenizer, seed: i
         answer_end=data["answer_end"],
         question_formats=tuple(data["question_formats"]),
         fact_across_windows=data["fact_across_windows"],
+        passkey_digits=data["passkey_digits"],
     )
 
 
@@ -646,13 +647,16 @@ def evaluate_run(run_dir: str | os.PathLike, recipe: dict[str, Any]) -> dict[str
         return evaluate(model, val_split, tokenizer, recipe, base_too=True, gap_pool=val_gaps)
 
 
-def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> dict[str, Any]:
-    """Run a recipe to max_steps; returns the final evaluation. Errors in the recipe, the machine or the
-    data surface before the model loads."""
+def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_at_step: int | None = None) -> dict[str, Any]:
+    """Run a recipe to max_steps, or save and evaluate at stop_at_step with the LR schedule still shaped by max_steps
+    (so that a curriculum can change the data mid-schedule); returns the final evaluation. Errors in the recipe,
+    the machine or the data surface before the model loads."""
     from accelerate import Accelerator
     from tqdm.auto import tqdm
 
     validate_recipe(recipe)
+    if stop_at_step is not None and not 0 <= stop_at_step <= recipe["max_steps"]:
+        raise ConfigError(f"stop_at_step must be in [0, max_steps = {recipe['max_steps']}], got {stop_at_step}.")
     cuda = torch.cuda.is_available()
     check_environment(recipe, cuda)
     precision = resolve_precision(recipe, cuda)
@@ -716,10 +720,11 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
         result = evaluate(model, val_split, tokenizer, recipe, base_too=True, gap_pool=val_gaps)
         log.log({"type": "eval", "step": 0, **result})
         say(f"eval step 0: {format_eval(result)}")
-    bar = tqdm(total=recipe["max_steps"], initial=step, disable=not main, desc="train", dynamic_ncols=True)
+    last_step = recipe["max_steps"] if stop_at_step is None else stop_at_step
+    bar = tqdm(total=last_step, initial=step, disable=not main, desc="train", dynamic_ncols=True)
     started, tokens_done = time.time(), 0
     with _StopFlag() as stop:
-        while step < recipe["max_steps"]:
+        while step < last_step:
             if recipe["max_train_minutes"] and time.time() - started > 60 * recipe["max_train_minutes"]:
                 say(f"time budget of {recipe['max_train_minutes']} minutes reached at step {step}; stopping early")
                 break
@@ -755,14 +760,14 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None) -> di
             elapsed = time.time() - started
             bar.update(1)
             bar.set_postfix(loss=f"{loss_total:.4f}", tok_s=f"{tokens_done / elapsed:.0f}")
-            if step % recipe["log_every"] == 0 or step == recipe["max_steps"]:
+            if step % recipe["log_every"] == 0 or step == last_step:
                 record = {"type": "train", "step": step, "loss": loss_total, "tokens_per_s": tokens_done / elapsed}
                 record.update({"loss_synthetic": parts[1].item(), "loss_natural": parts[2].item()})
                 record.update({f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups})
                 if grad_norm is not None:
                     record["grad_norm"] = float(grad_norm)
                 log.log({**record, **gate_stats(model)})
-            if recipe["eval_every"] and step % recipe["eval_every"] == 0 and step < recipe["max_steps"] and main:
+            if recipe["eval_every"] and step % recipe["eval_every"] == 0 and step < last_step and main:
                 model.eval()
                 result = evaluate(model, val_split, tokenizer, recipe, gap_pool=val_gaps)
                 log.log({"type": "eval", "step": step, **result})
