@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("overrides", nargs="*", help="key=value recipe overrides, e.g. max_steps=100 data.path=/data")
     args = parser.parse_args(argv)
+    if args.evaluate and args.stop_at_step is not None:
+        parser.error("--stop-at-step belongs to training; --evaluate trains nothing")
     config = args.config
     run_dir = args.resume or args.evaluate
     if config is None and run_dir and (Path(run_dir) / "recipe.yaml").is_file():
