@@ -157,6 +157,16 @@ def test_stop_at_step_then_resume_equals_one_run(tiny_dir, tmp_path):
         train(recipe_of(path), resume=out, stop_at_step=11)
 
 
+def test_train_script_rejects_stop_at_step_with_evaluate(tmp_path):
+    """--evaluate trains nothing, so a --stop-at-step beside it is an error rather than silently ignored."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "train.py"), "--evaluate", str(tmp_path), "--stop-at-step", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "--stop-at-step belongs to training" in result.stderr
+
+
 def test_sigterm_writes_a_checkpoint_and_stops(tiny_dir, tmp_path):
     out = tmp_path / "term"
     path = tiny_recipe(tiny_dir, out, max_steps=100000, save_every=0)
