@@ -1,6 +1,7 @@
 """Up to three runs of docs/experiments/cpu_2h/run.sh side by side: the passkey answer loss against steps, and
 held-out accuracy of each answer digit at every evaluation, with a table of the evaluations on stdout.
-(A run with data.answer_end averages its answer loss over the five digits and the '.' after them.)
+(A run with data.answer_end averages its answer loss over the five digits and the '.' after them; a run with other key
+lengths, cpu_key_length/run.sh, averages over its keys' digits, and only its 5-digit evaluations are plotted.)
 
     python compare.py OUT.png NAME=METRICS.jsonl NAME=METRICS.jsonl [NAME=METRICS.jsonl]
 """
@@ -29,9 +30,13 @@ for (name, path), color in zip(runs.items(), ["tab:blue", "tab:orange", "tab:gre
     loss = [r["loss_synthetic"] for r in train]
     smooth = [sum(loss[max(0, i - 9) : i + 1]) / len(loss[max(0, i - 9) : i + 1]) for i in range(len(loss))]
     axes[0].plot([r["step"] for r in train], smooth, color=color, label=name)
+    five_digit_evals = [r for r in evals if len(r["synthetic_accuracy_by_position"]) == 5]
     for digit in range(5):
         axes[1 + digit].plot(
-            [r["step"] for r in evals], [r["synthetic_accuracy_by_position"][digit] for r in evals], marker="o", color=color
+            [r["step"] for r in five_digit_evals],
+            [r["synthetic_accuracy_by_position"][digit] for r in five_digit_evals],
+            marker="o",
+            color=color,
         )
     for r in evals:
         digits = " / ".join(f"{100 * a:.0f}" for a in r["synthetic_accuracy_by_position"])
