@@ -2,7 +2,7 @@
 # A curriculum in key length on the bigram-key design. Stage 1 is cpu_2h/run.sh's (900 steps, 2 windows, 5-digit
 # keys, adapter.bigram_keys=true); stage 2 keeps its data and its one LR schedule to step 3,300 (4 windows, the
 # key 1-3 windows back), but asks keys of other lengths in parts: SCHEDULE is DIGITS:UNTIL_STEP pairs, comma-separated
-# ("8:2400" = 8-digit keys until step 2,400; "2:1400,3:1900,4:2400" = two, then three, then four digits), and
+# ("8:2400" = 8-digit keys until step 2,400; "2:1300,3:1800,4:2300" = two, then three, then four digits), and
 # 5-digit keys after the last. At each switch the adapter is validated on 5-digit keys
 # (eval_5_digits_at_<step>.json): what the part before taught.
 #
