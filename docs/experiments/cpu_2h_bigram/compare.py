@@ -1,9 +1,9 @@
-"""Up to four runs of docs/experiments/cpu_2h/run.sh side by side: the passkey answer loss against steps, and
+"""Up to five runs of docs/experiments/cpu_2h/run.sh side by side: the passkey answer loss against steps, and
 held-out accuracy of each answer digit at every evaluation, with a table of the evaluations on stdout.
 (A run with data.answer_end averages its answer loss over the five digits and the '.' after them; a run with other key
 lengths, cpu_key_length/run.sh, averages over its keys' digits, and only its 5-digit evaluations are plotted.)
 
-    python compare.py OUT.png NAME=METRICS.jsonl NAME=METRICS.jsonl [NAME=METRICS.jsonl ...]   (at most four)
+    python compare.py OUT.png NAME=METRICS.jsonl NAME=METRICS.jsonl [NAME=METRICS.jsonl ...]   (at most five)
 """
 
 import json
@@ -17,13 +17,13 @@ import matplotlib.pyplot as plt
 
 out = Path(sys.argv[1])
 runs = {name: Path(path) for name, path in (arg.split("=", 1) for arg in sys.argv[2:])}
-if not 1 <= len(runs) <= 4:
-    sys.exit(f"compare.py plots one to four runs (NAME=METRICS.jsonl), got {len(runs)}.")
+if not 1 <= len(runs) <= 5:
+    sys.exit(f"compare.py plots one to five runs (NAME=METRICS.jsonl), got {len(runs)}.")
 
 fig, axes = plt.subplots(1 + 5, 1, figsize=(7, 11), sharex=True)
 print("| run | step | digits right | digits 1 / 2 / 3 / 4 / 5 | exact |")
 print("| --- | ---: | ---: | --- | ---: |")
-for (name, path), color in zip(runs.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red"]):
+for (name, path), color in zip(runs.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]):
     rows = [json.loads(line) for line in path.read_text().splitlines()]
     train = [r for r in rows if r["type"] == "train" and r["loss_synthetic"] > 0]  # 0 = no passkey in the batch
     evals = [r for r in rows if r["type"] == "eval" and "synthetic_accuracy_by_position" in r]
