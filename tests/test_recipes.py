@@ -39,6 +39,8 @@ def test_overrides_nested_keys_and_yaml_1_1_floats(tmp_path):
     assert recipe["data"]["path"] == "/data/pg19"
     assert recipe["adapter"]["layers"] == [2, 5]
     assert recipe["max_steps"] == 7 and recipe["lora"]["enabled"] is True
+    assert load_recipe(None)["projection_lr"] is None  # unset: the projections train at lr
+    assert load_recipe(None, ["projection_lr=1e-4"])["projection_lr"] == pytest.approx(1e-4)
 
 
 @pytest.mark.parametrize(
@@ -74,6 +76,8 @@ def test_unknown_key_in_a_file_fails_too(tmp_path):
         (["data.passkey_digits=0"], "passkey_digits' must be >= 1"),
         (["adapter.window=128", "data.last_window_tokens=129"], "last_window_tokens must be in"),
         (["notakeyvalue"], "key=value"),
+        (["projection_lr=-1e-3"], "'projection_lr' must be >= 0"),
+        (["projection_lr=fast"], "'projection_lr' must be a number or null"),
     ],
 )
 def test_bad_values_fail_clearly(overrides, message):

@@ -23,12 +23,17 @@ from titans_adapter.data import DataError
 from titans_adapter.recipe import load_recipe
 from titans_adapter.training import (
     LORA_WEIGHTS,
+    _load_optimizer,
     build_model,
     evaluate_run,
     latest_checkpoint,
     load_trained,
+    make_optimizer,
+    optimizer_groups,
+    optimizer_parameter_names,
     sample_loss,
     train,
+    trainable_parameters,
 )
 
 ROOT = Path(__file__).parent.parent
@@ -138,10 +143,48 @@ def test_resume_takes_the_recipes_learning_rates(tiny_dir, tmp_path):
     out = tmp_path / "run"
     path = tiny_recipe(tiny_dir, out, max_steps=4, scheduler="constant")
     train(recipe_of(path))
-    train(recipe_of(path, "max_steps=6", "lr=2e-3", "gate_lr=3e-3"), resume=out)
+    train(recipe_of(path, "max_steps=6", "lr=2e-3", "gate_lr=3e-3", "projection_lr=1e-4"), resume=out)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines() if '"train"' in line]
-    lrs = {row["step"]: (row["lr/main"], row["lr/gates"]) for row in rows}
-    assert lrs[4] == pytest.approx((1e-2, 5e-2)) and lrs[5] == pytest.approx((2e-3, 3e-3)), lrs
+    lrs = {row["step"]: (row["lr/main"], row["lr/gates"], row["lr/projections"]) for row in rows}
+    assert lrs[4] == pytest.approx((1e-2, 5e-2, 1e-2)) and lrs[5] == pytest.approx((2e-3, 3e-3, 1e-4)), lrs
+
+
+def test_projection_lr_groups_the_memorys_input_projections(tiny_dir, tmp_path):
+    recipe = recipe_of(tiny_recipe(tiny_dir, tmp_path / "run"), "adapter.bigram_keys=true", "projection_lr=1e-4")
+    model, _ = build_model(recipe, torch.device("cpu"), "fp32")
+    groups = {group["name"]: group for group in make_optimizer(model, recipe).param_groups}
+    names = optimizer_groups(model)
+    assert names["projections"] == ["memories.0.memory.to_qkv.weight", "memories.0.memory.to_context_key.weight"]
+    assert "memories.0.gate" in names["gates"] and "memories.0.out_proj.weight" in names["main"]
+    assert sorted(sum(names.values(), [])) == sorted(model.adapter_parameters())  # each parameter in one group
+    assert (groups["projections"]["lr"], groups["main"]["lr"], groups["gates"]["lr"]) == pytest.approx((1e-4, 1e-2, 5e-2))
+
+
+def test_optimizer_state_of_an_id_keyed_checkpoint_lands_on_the_same_parameters(tiny_dir, tmp_path):
+    """Checkpoints written before the projections group keyed the AdamW state by id in two groups (all but the
+    gates, then the gates); resuming them puts each parameter's moments back on that parameter."""
+    recipe = recipe_of(tiny_recipe(tiny_dir, tmp_path / "run"))
+    model, _ = build_model(recipe, torch.device("cpu"), "fp32")
+    params = trainable_parameters(model)
+    gates = set(model.gate_parameter_names())
+    legacy_order = [n for n in params if n not in gates] + [n for n in params if n in gates]
+    legacy = torch.optim.AdamW([{"params": [params[n] for n in legacy_order]}])
+    for p in params.values():
+        p.grad = torch.randn_like(p)
+    legacy.step()
+    tensors = {f"{pid}.{key}": v for pid, state in legacy.state_dict()["state"].items() for key, v in state.items()}
+    optimizer = make_optimizer(model, recipe)
+    _load_optimizer(optimizer, optimizer_parameter_names(model), tensors, {"extra": {}}, legacy_order)
+    for name in params:
+        assert torch.equal(optimizer.state[params[name]]["exp_avg"], legacy.state[params[name]]["exp_avg"]), name
+    with pytest.raises(ConfigError, match="names a parameter this model lacks"):
+        _load_optimizer(
+            optimizer,
+            optimizer_parameter_names(model),
+            {"nope/exp_avg": torch.zeros(1)},
+            {"keyed_by": "name", "extra": {}},
+            legacy_order,
+        )
 
 
 def test_stop_at_step_then_resume_equals_one_run(tiny_dir, tmp_path):

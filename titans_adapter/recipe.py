@@ -73,6 +73,7 @@ DEFAULTS: dict[str, Any] = {
     "grad_accum": 1,  # micro-steps per optimizer step (global batch = batch_size * grad_accum * processes)
     "lr": 1.0e-3,  # projections and initial memory weights
     "gate_lr": 2.0e-2,  # gates (inner theta/eta/alpha and output gates): their own, higher LR, no decay
+    "projection_lr": None,  # the memory's q/k/v and bigram context projections (None = lr); lower keeps their addressing
     "weight_decay": 0.0,
     "betas": [0.9, 0.99],
     "grad_clip": 1.0,  # max global grad norm (0 = off)
@@ -91,7 +92,7 @@ DEFAULTS: dict[str, Any] = {
 }
 
 # Keys whose default is None or a list: the type their values must have.
-OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {"data.path": (str,), "data.hub_config": (str,)}
+OPTIONAL_TYPES: dict[str, tuple[type, ...]] = {"data.path": (str,), "data.hub_config": (str,), "projection_lr": (float,)}
 
 
 def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -119,6 +120,11 @@ def _coerce(key: str, value: Any) -> Any:
         raise ConfigError(f"Recipe key '{key}' must not be empty (null).")
     if default is None:
         types = OPTIONAL_TYPES.get(key, (str,))
+        if types == (float,):
+            try:
+                return float(value)
+            except (TypeError, ValueError):
+                raise ConfigError(f"Recipe key '{key}' must be a number or null, got {value!r}.") from None
         if not isinstance(value, types):
             raise ConfigError(f"Recipe key '{key}' must be a {types[0].__name__}, got {value!r}.")
         return value
@@ -236,7 +242,7 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
     for key in positive:
         if flat[key] < 1:
             raise ConfigError(f"Recipe key '{key}' must be >= 1, got {flat[key]}.")
-    for key in non_negative:
+    for key in non_negative + ["projection_lr"] * (recipe["projection_lr"] is not None):
         if flat[key] < 0:
             raise ConfigError(f"Recipe key '{key}' must be >= 0, got {flat[key]}.")
     if not 0 <= recipe["min_lr_ratio"] <= 1:

@@ -197,6 +197,10 @@ class TitansModel(nn.Module):
         """Gate parameters (inner-loop gates and output gates): train them with their own, higher LR."""
         return [n for n in self.adapter_parameters() if n.endswith(".gate") or ".to_gates." in n]
 
+    def projection_parameter_names(self) -> list[str]:
+        """The memories' input projections (queries, keys, values, bigram context keys): what sets their addressing."""
+        return [n for n in self.adapter_parameters() if ".to_qkv." in n or ".to_context_key." in n]
+
     def parameter_counts(self) -> dict[str, int]:
         trainable = sum(p.numel() for p in self.adapter_parameters().values())
         base = sum(p.numel() for p in self.base.parameters())

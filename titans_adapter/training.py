@@ -254,19 +254,35 @@ def build_model(recipe: dict[str, Any], device: torch.device, precision: str) ->
 
 
 def group_settings(recipe: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """The optimizer groups' peak LR and weight decay: the gates (own, higher LR, no weight decay) and the rest."""
+    """The optimizer groups' peak LR and weight decay: the gates (own, higher LR, no weight decay), the memory's
+    input projections (projection_lr, lr when unset) and the rest."""
+    projection_lr = recipe["lr"] if recipe["projection_lr"] is None else recipe["projection_lr"]
     return {
         "main": {"lr": recipe["lr"], "weight_decay": recipe["weight_decay"]},
         "gates": {"lr": recipe["gate_lr"], "weight_decay": 0.0},
+        "projections": {"lr": projection_lr, "weight_decay": recipe["weight_decay"]},
+    }
+
+
+def optimizer_groups(model: TitansModel) -> dict[str, list[str]]:
+    """The trainable parameters' names per optimizer group of group_settings, in a stable order."""
+    gates, projections = set(model.gate_parameter_names()), set(model.projection_parameter_names())
+    names = list(trainable_parameters(model))
+    return {
+        "main": [n for n in names if n not in gates and n not in projections],
+        "gates": [n for n in names if n in gates],
+        "projections": [n for n in names if n in projections],
     }
 
 
 def make_optimizer(model: TitansModel, recipe: dict[str, Any]) -> torch.optim.AdamW:
-    """Two groups, named as in group_settings: the gates and everything else."""
-    gates = set(model.gate_parameter_names())
+    """One AdamW group per entry of group_settings."""
     params = trainable_parameters(model)
-    members = {"main": [p for n, p in params.items() if n not in gates], "gates": [p for n, p in params.items() if n in gates]}
-    groups = [{"params": members[name], "name": name, **settings} for name, settings in group_settings(recipe).items()]
+    members = optimizer_groups(model)
+    groups = [
+        {"params": [params[n] for n in members[name]], "name": name, **settings}
+        for name, settings in group_settings(recipe).items()
+    ]
     return torch.optim.AdamW(groups, betas=tuple(recipe["betas"]))
 
 
@@ -354,31 +370,51 @@ def load_trained(base, path: str | os.PathLike) -> TitansModel:
     return model
 
 
-def _optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Optimizer state as flat tensors (safetensors) plus the JSON-able rest."""
-    state = optimizer.state_dict()
+def optimizer_parameter_names(model: TitansModel) -> list[str]:
+    """The trainable parameters' names in the order make_optimizer gives them to AdamW (its state's ids)."""
+    return [name for members in optimizer_groups(model).values() for name in members]
+
+
+def _optimizer_tensors(optimizer: torch.optim.Optimizer, names: list[str]) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Optimizer state keyed by parameter name ("name/exp_avg"): tensors for safetensors plus the JSON-able rest.
+    By name, so that a resume finds each parameter's moments whatever the grouping of the run that saved them."""
     tensors, extra = {}, {}
-    for pid, values in state["state"].items():
+    for pid, values in optimizer.state_dict()["state"].items():
         for key, value in values.items():
             if isinstance(value, Tensor):
-                tensors[f"{pid}.{key}"] = value.detach().cpu().contiguous()
+                tensors[f"{names[pid]}/{key}"] = value.detach().cpu().contiguous()
             else:
-                extra[f"{pid}.{key}"] = value
-    return tensors, {"param_groups": state["param_groups"], "extra": extra}
+                extra[f"{names[pid]}/{key}"] = value
+    return tensors, {"keyed_by": "name", "extra": extra}
 
 
-def _load_optimizer(optimizer: torch.optim.Optimizer, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+def _load_optimizer(
+    optimizer: torch.optim.Optimizer,
+    names: list[str],
+    tensors: dict[str, Tensor],
+    meta: dict[str, Any],
+    legacy_order: list[str],
+) -> None:
+    """Restore the per-parameter state that _optimizer_tensors wrote into the optimizer's current groups (names: its
+    parameters in id order). Checkpoints from before the projections group are keyed by id, in legacy_order."""
+    if meta.get("keyed_by") == "name":
+        saved_names = {name: name for name in names}
+    else:
+        saved_names = {str(pid): name for pid, name in enumerate(legacy_order)}
+    ids = {name: pid for pid, name in enumerate(names)}
     state: dict[int, dict[str, Any]] = {}
-    for name, value in list(tensors.items()) + list(meta["extra"].items()):
-        pid, key = name.split(".", 1)
-        state.setdefault(int(pid), {})[key] = value
-    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for key, value in list(tensors.items()) + list(meta["extra"].items()):
+        saved, field = key.rsplit("/", 1) if "/" in key else key.split(".", 1)
+        if saved not in saved_names:
+            raise ConfigError(f"The checkpoint's optimizer state names a parameter this model lacks: {saved!r}.")
+        state.setdefault(ids[saved_names[saved]], {})[field] = value
+    optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
 def save_checkpoint(output_dir: Path, step: int, model: TitansModel, optimizer, scheduler, recipe: dict[str, Any]) -> Path:
     """checkpoints/step-N: adapter, LoRA, optimizer, scheduler, RNG states, data position; written then renamed."""
     path = output_dir / CHECKPOINT_DIR / f"step-{step:07d}"
-    opt_tensors, opt_meta = _optimizer_tensors(optimizer)
+    opt_tensors, opt_meta = _optimizer_tensors(optimizer, optimizer_parameter_names(model))
     rng = {"torch": torch.get_rng_state()}
     if torch.cuda.is_available():
         rng.update({f"cuda.{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
@@ -425,7 +461,10 @@ def load_checkpoint(path: Path, model: TitansModel, optimizer, scheduler) -> int
     with torch.no_grad():
         for name, p in params.items():
             p.copy_(weights[name])
-    _load_optimizer(optimizer, load_file(str(path / "optimizer.safetensors")), state["optimizer"])
+    gates = set(model.gate_parameter_names())
+    legacy_order = [n for n in names if n not in gates] + [n for n in names if n in gates]  # the two groups of old runs
+    optimizer_state = load_file(str(path / "optimizer.safetensors"))
+    _load_optimizer(optimizer, optimizer_parameter_names(model), optimizer_state, state["optimizer"], legacy_order)
     scheduler.load_state_dict({**scheduler.state_dict(), **state["scheduler"]})
     rng = load_file(str(path / "rng.safetensors"))
     torch.set_rng_state(rng["torch"])
