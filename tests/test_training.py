@@ -31,6 +31,8 @@ from titans_adapter.training import (
     make_optimizer,
     optimizer_groups,
     optimizer_parameter_names,
+    projection_anchors,
+    pull_toward_anchors,
     sample_loss,
     train,
     trainable_parameters,
@@ -158,6 +160,44 @@ def test_projection_lr_groups_the_memorys_input_projections(tiny_dir, tmp_path):
     assert "memories.0.gate" in names["gates"] and "memories.0.out_proj.weight" in names["main"]
     assert sorted(sum(names.values(), [])) == sorted(model.adapter_parameters())  # each parameter in one group
     assert (groups["projections"]["lr"], groups["main"]["lr"], groups["gates"]["lr"]) == pytest.approx((1e-4, 1e-2, 5e-2))
+
+
+def test_projection_anchor_pulls_only_the_projections_toward_their_initial_values(tiny_dir, tmp_path):
+    recipe = recipe_of(tiny_recipe(tiny_dir, tmp_path / "run"), "adapter.bigram_keys=true", "projection_anchor=10")
+    model, _ = build_model(recipe, torch.device("cpu"), "fp32")
+    optimizer = make_optimizer(model, recipe)  # projections at lr 1e-2: a pull of 10 * 1e-2 = 10% a step
+    anchors = projection_anchors(model, recipe)
+    assert sorted(anchors) == sorted(optimizer_groups(model)["projections"])
+    params = trainable_parameters(model)
+    moves = {name: torch.randn_like(p) for name, p in params.items()}
+    with torch.no_grad():
+        for name, p in params.items():
+            p.add_(moves[name])
+    before = {name: p.detach().clone() for name, p in params.items()}
+    pull_toward_anchors(model, optimizer, anchors, recipe["projection_anchor"])
+    for name, p in params.items():
+        expected = anchors[name] + 0.9 * moves[name] if name in anchors else before[name]
+        torch.testing.assert_close(p.detach(), expected, msg=name)
+    assert projection_anchors(model, recipe_of(tiny_recipe(tiny_dir, tmp_path / "off"))) == {}
+
+
+def test_a_full_pull_keeps_the_projections_at_their_initialization_across_a_resume(tiny_dir, tmp_path):
+    """projection_anchor = 1 / lr at a constant LR puts the projections back on their initial values every step,
+    also after a resume, which rebuilds those values from the seed; without it they move."""
+    out, free = tmp_path / "run", tmp_path / "free"
+    settings = {"scheduler": "constant", "warmup_steps": 0, "max_steps": 4, "adapter.bigram_keys": "true"}
+    path = tiny_recipe(tiny_dir, out, **settings)
+    train(recipe_of(path, "projection_anchor=100"))
+    train(recipe_of(path, "projection_anchor=100", "max_steps=6"), resume=out)
+    train(recipe_of(tiny_recipe(tiny_dir, free, **settings)))
+    recipe = recipe_of(path)
+    torch.manual_seed(recipe["seed"])
+    model, _ = build_model(recipe, torch.device("cpu"), "fp32")
+    initial = trainable_parameters(model)
+    anchored, moved = load_file(out / "adapter_model.safetensors"), load_file(free / "adapter_model.safetensors")
+    for name in optimizer_groups(model)["projections"]:
+        torch.testing.assert_close(anchored[name], initial[name].detach(), msg=name)
+        assert not torch.allclose(moved[name], initial[name].detach()), name
 
 
 def test_optimizer_state_of_an_id_keyed_checkpoint_lands_on_the_same_parameters(tiny_dir, tmp_path):

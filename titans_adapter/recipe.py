@@ -74,6 +74,7 @@ DEFAULTS: dict[str, Any] = {
     "lr": 1.0e-3,  # projections and initial memory weights
     "gate_lr": 2.0e-2,  # gates (inner theta/eta/alpha and output gates): their own, higher LR, no decay
     "projection_lr": None,  # the memory's q/k/v and bigram context projections (None = lr); lower keeps their addressing
+    "projection_anchor": 0.0,  # pull of those projections toward their initial values, per unit of LR (0 = none)
     "weight_decay": 0.0,
     "betas": [0.9, 0.99],
     "grad_clip": 1.0,  # max global grad norm (0 = off)
@@ -236,6 +237,7 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
         "lr",
         "gate_lr",
         "weight_decay",
+        "projection_anchor",
         "grad_clip",
     ]
     flat = flatten(recipe)

@@ -286,6 +286,32 @@ def make_optimizer(model: TitansModel, recipe: dict[str, Any]) -> torch.optim.Ad
     return torch.optim.AdamW(groups, betas=tuple(recipe["betas"]))
 
 
+def projection_anchors(model: TitansModel, recipe: dict[str, Any]) -> dict[str, Tensor]:
+    """Copies of the memory's input projections as built, the values projection_anchor pulls toward (none when
+    it is 0). On a resume the model is rebuilt from the same seed before the checkpoint loads, so these are the
+    run's own initial values."""
+    if not recipe["projection_anchor"]:
+        return {}
+    params = trainable_parameters(model)
+    return {name: params[name].detach().clone() for name in model.projection_parameter_names()}
+
+
+@torch.no_grad()
+def pull_toward_anchors(
+    model: TitansModel, optimizer: torch.optim.Optimizer, anchors: dict[str, Tensor], strength: float
+) -> None:
+    """p -= lr * strength * (p - p_init) for the projections, after the optimizer step: AdamW's decoupled weight
+    decay, toward the initial values instead of zero. Adam moves every weight by about lr a step, whether its
+    gradient is signal or noise; the pull bounds a random walk to about sqrt(lr / (2 * strength)) per weight while a
+    steady gradient can still move a weight up to about 1 / strength."""
+    if not anchors:
+        return
+    lr = next(group["lr"] for group in optimizer.param_groups if group["name"] == "projections")
+    params = trainable_parameters(model)
+    for name, initial in anchors.items():
+        params[name].sub_(params[name] - initial, alpha=lr * strength)
+
+
 def use_recipe_hyperparameters(optimizer: torch.optim.Optimizer, scheduler, recipe: dict[str, Any]) -> None:
     """After a resume, the recipe's lr, gate_lr, weight_decay and betas replace the checkpoint's, so that
     `--resume DIR lr=...` takes effect; the schedule continues from the restored step."""
@@ -731,6 +757,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
         say(f"computing the branch inputs of up to {data['gap_pool_windows']} windows per split for data.gap_windows")
         train_gaps = GapPool(model, train_split, recipe)
         val_gaps = GapPool(model, val_split, recipe, VAL_SEED_OFFSET)
+    anchors = projection_anchors(model, recipe)
     optimizer = accelerator.prepare(make_optimizer(model, recipe))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe))
     params = list(trainable_parameters(model).values())
@@ -793,6 +820,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
             loss_total = parts[0].item()
             grad_norm = accelerator.clip_grad_norm_(params, recipe["grad_clip"]) if recipe["grad_clip"] else None
             optimizer.step()
+            pull_toward_anchors(model, optimizer, anchors, recipe["projection_anchor"])
             scheduler.step()
             step += 1
             tokens_done += recipe["batch_size"] * recipe["grad_accum"] * world * sample_len
