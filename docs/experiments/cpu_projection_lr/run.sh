@@ -4,7 +4,8 @@
 # further stage-1 overrides (for example projection_anchor=5), the addressing probe of the adapter it leaves, then
 # stage 2 as there (projection_lr back to lr, no anchor) to STOP_AT_STEP.
 #
-#   bash docs/experiments/cpu_projection_lr/run.sh OUT_DIR SEED STAGE1_PROJECTION_LR [STOP_AT_STEP [KEY=VALUE...]]   (PY=python)
+#   bash docs/experiments/cpu_projection_lr/run.sh OUT_DIR SEED STAGE1_PROJECTION_LR [STOP_AT_STEP [KEY=VALUE...]]
+#   (PY=python; STAGE2_MINUTES=65 is stage 2's safety net: give ~80 to reach step 3,300 in one go)
 set -euo pipefail
 out=$1
 seed=$2
@@ -12,8 +13,9 @@ projection_lr=$3
 stop_at_step=${4:-3300}
 stage1_overrides=("${@:5}")
 PY=${PY:-python}
+stage2_minutes=${STAGE2_MINUTES:-65}
 "$PY" scripts/train.py --config recipes/smollm2_135m_memory_cpu.yaml output_dir="$out" adapter.forget_toward_init=true \
   adapter.bigram_keys=true max_steps=900 max_train_minutes=40 seed="$seed" projection_lr="$projection_lr" "${stage1_overrides[@]}"
 "$PY" docs/experiments/cpu_2h_bigram/addressing.py "$out" > "$out/addressing_stage1.txt"
-"$PY" scripts/train.py --resume "$out" --stop-at-step "$stop_at_step" max_steps=3300 max_train_minutes=65 eval_every=800 \
+"$PY" scripts/train.py --resume "$out" --stop-at-step "$stop_at_step" max_steps=3300 max_train_minutes="$stage2_minutes" eval_every=800 \
   data.windows_per_sample=4 data.fact_window=-1 data.natural_loss_from_window=3 projection_lr=null projection_anchor=0
