@@ -8,7 +8,8 @@ write of key k changes the read at q through W_2 in proportion to that) the key 
 ("same": a state like the query's own), taking the better of the key's two occurrences in the fact. The first
 layer's own updates are left out, so this shows where the projections point, not the whole read.
 
-python docs/experiments/cpu_2h_bigram/addressing.py RUN_DIR [--samples 100]
+python docs/experiments/cpu_2h_bigram/addressing.py RUN_DIR [--samples 100] [--adapter RUN_DIR/checkpoints/step-N]
+(--adapter probes another adapter directory of the run, such as a checkpoint, with the run's recipe.)
 Prints, per digit, how often each key is the top match and its median rank, for the untrained adapter (a fresh
 initialization of the run's config) and for the trained one.
 """
@@ -83,6 +84,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run")
     parser.add_argument("--samples", type=int, default=100)
+    parser.add_argument("--adapter", help="adapter directory to probe (default: the run's own)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     recipe = load_recipe(Path(args.run) / "recipe.yaml", ["data.synthetic_tasks=[passkey]"])
@@ -97,7 +99,7 @@ def main() -> None:
     torch.manual_seed(recipe["seed"])
     for name, model in [
         ("untrained", lambda: retrofit(base, TitansConfig.from_dict(recipe["adapter"]))),
-        ("trained", lambda: load_trained(base, args.run)),
+        ("trained", lambda: load_trained(base, args.adapter or args.run)),
     ]:
         model = model().eval()
         result = probe(model, samples, window)
