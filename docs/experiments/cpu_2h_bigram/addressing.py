@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from titans_adapter import TitansConfig, retrofit
+from titans_adapter.data import PackedSplit
 from titans_adapter.recipe import load_recipe
 from titans_adapter.training import VAL_SEED_OFFSET, load_frozen_base, load_splits, load_trained, recipe_sample
 
@@ -80,18 +82,29 @@ def probe(model, samples, window: int) -> dict[str, np.ndarray]:
     return out
 
 
+def load_passkey_run(run: str) -> tuple[dict, Any, Any, PackedSplit]:
+    """The run's recipe asking passkeys only, its frozen base and tokenizer, and its validation split (on 2 threads)."""
+    torch.set_num_threads(2)
+    recipe = load_recipe(Path(run) / "recipe.yaml", ["data.synthetic_tasks=[passkey]"])
+    base, tokenizer = load_frozen_base(recipe, "cpu", "fp32")
+    _, val = load_splits(recipe, tokenizer)
+    return recipe, base, tokenizer, val
+
+
+def held_out_passkey(recipe: dict, val: PackedSplit, tokenizer, index: int):
+    """The training validation's passkey number index (the same samples its synthetic accuracy is measured on)."""
+    return recipe_sample(recipe, val, tokenizer, recipe["seed"] + VAL_SEED_OFFSET, index)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run")
     parser.add_argument("--samples", type=int, default=100)
     parser.add_argument("--adapter", help="adapter directory to probe (default: the run's own)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    recipe = load_recipe(Path(args.run) / "recipe.yaml", ["data.synthetic_tasks=[passkey]"])
-    base, tokenizer = load_frozen_base(recipe, "cpu", "fp32")
-    _, val = load_splits(recipe, tokenizer)
+    recipe, base, tokenizer, val = load_passkey_run(args.run)
     window = recipe["adapter"]["window"]
-    samples = [recipe_sample(recipe, val, tokenizer, recipe["seed"] + VAL_SEED_OFFSET, i) for i in range(args.samples)]
+    samples = [held_out_passkey(recipe, val, tokenizer, i) for i in range(args.samples)]
     written = samples[0].answer_span[0] // window * window
     print(f"{args.samples} held-out passkeys; keys ranked among the {written} written before the question's window")
     print("| adapter | key | digits 1 / 2 / 3 / 4 / 5: top match | median rank |")

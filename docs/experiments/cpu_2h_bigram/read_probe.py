@@ -16,15 +16,14 @@ python docs/experiments/cpu_2h_bigram/read_probe.py RUN_DIR [--adapter DIR] [--s
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from addressing import held_out_passkey, load_passkey_run
 from tqdm import tqdm
 
 from titans_adapter.memory import l2_normalize
-from titans_adapter.recipe import load_recipe
-from titans_adapter.training import VAL_SEED_OFFSET, load_frozen_base, load_splits, load_trained, recipe_sample
+from titans_adapter.training import load_trained
 
 
 def reads_and_predictions(model, ids: torch.Tensor, answer_span: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -76,17 +75,13 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=400)
     parser.add_argument("--train", type=int, default=300, help="samples the classifiers are fitted on")
     args = parser.parse_args()
-    torch.set_num_threads(2)
-    recipe = load_recipe(Path(args.run) / "recipe.yaml", ["data.synthetic_tasks=[passkey]"])
-    base, tokenizer = load_frozen_base(recipe, "cpu", "fp32")
-    _, val = load_splits(recipe, tokenizer)
+    recipe, base, tokenizer, val = load_passkey_run(args.run)
     window = recipe["adapter"]["window"]
     model = load_trained(base, args.adapter or args.run).eval()
-    seed = recipe["seed"] + VAL_SEED_OFFSET
     features = {"memory carried": [], "memory reset": []}
     digits, said = [], []
     for index in tqdm(range(args.samples), desc="passkeys"):
-        sample = recipe_sample(recipe, val, tokenizer, seed, index)
+        sample = held_out_passkey(recipe, val, tokenizer, index)
         a0, a1 = sample.answer_span
         ids = torch.from_numpy(sample.ids[:a1])
         answer = [int(tokenizer.decode([t])) for t in sample.ids[a0:a1]]
