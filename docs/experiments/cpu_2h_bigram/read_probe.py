@@ -8,7 +8,9 @@ the rest: if the digit can be read off the retrieval, the memory found and retur
 lies downstream (output projection, gate, the frozen layers above); if not, it lies in the write or the address.
 Beside it: the same with the memory reset (the question's window read alone: no key in the memory), one
 classifier shared by all five positions (the branch has one output projection for every digit), and the model's
-own teacher-forced accuracy at those positions.
+own teacher-forced accuracy at those positions. A second table asks which of the key's digits each query's read
+holds: a failing query may return a neighbouring digit rather than nothing. (The digits before digit i have been read
+in the answer already, so the query itself holds them; only digit i and those after it must come from the memory.)
 
 python docs/experiments/cpu_2h_bigram/read_probe.py RUN_DIR [--adapter DIR] [--samples 400] [--train 300]
 """
@@ -109,6 +111,13 @@ def main() -> None:
         + " / ".join(f"{100 * a:.0f}" for a in model_accuracy.tolist())
         + "% | |"
     )
+    x = torch.stack(features["memory carried"])
+    print("\nWhich of the key's digits the read at each digit's query holds (memory carried; rows: the query before digit i)")
+    print("| query before | " + " | ".join(f"digit {j + 1}" for j in range(positions)) + " |")
+    print("| --- |" + " ---: |" * positions)
+    for i in range(positions):
+        held = [fit_and_score(x[:n, i], y[:n, j], x[n:, i], y[n:, j]) for j in range(positions)]
+        print(f"| digit {i + 1} | " + " | ".join(f"{100 * a:.0f}%" for a in held) + " |")
 
 
 if __name__ == "__main__":
