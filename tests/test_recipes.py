@@ -79,6 +79,7 @@ def test_unknown_key_in_a_file_fails_too(tmp_path):
         (["projection_lr=-1e-3"], "'projection_lr' must be >= 0"),
         (["projection_lr=fast"], "'projection_lr' must be a number or null"),
         (["projection_anchor=-1"], "'projection_anchor' must be >= 0"),
+        (["read_loss_weight=-0.5"], "'read_loss_weight' must be >= 0"),
     ],
 )
 def test_bad_values_fail_clearly(overrides, message):

@@ -23,8 +23,11 @@ from titans_adapter.data import DataError
 from titans_adapter.recipe import load_recipe
 from titans_adapter.training import (
     LORA_WEIGHTS,
+    READ_PROBE_FILE,
+    ReadProbe,
     _load_optimizer,
     build_model,
+    captured_reads,
     evaluate_run,
     latest_checkpoint,
     load_trained,
@@ -359,12 +362,68 @@ def test_sample_loss_with_a_gap_equals_reading_the_gap_tokens(tiny_dir, tmp_path
     labels[:, 64] = -100  # its prediction would cross the gap
     gap_ids = torch.randint(0, 1000, (2, 64))
     gap = model.branch_inputs(gap_ids, previous_ids=ids[:, 64 - overlap : 64] if overlap else None), gap_ids
-    loss = sample_loss(model, ids, labels, gap)
+    with captured_reads(model) as sinks:
+        loss = sample_loss(model, ids, labels, gap)
     full_ids = torch.cat([ids[:, :64], gap_ids, ids[:, 64:]], 1)
     full_labels = torch.cat([labels[:, :64], torch.full_like(gap_ids, -100), labels[:, 64:]], 1)
-    expected = model(full_ids, labels=full_labels, return_logits=False).loss
+    with captured_reads(model) as full_sinks:
+        expected = model(full_ids, labels=full_labels, return_logits=False).loss
     assert abs(loss.item() - expected.item()) < 1e-5
     assert abs(sample_loss(model, ids, labels, None).item() - loss.item()) > 1e-4  # the gap matters
+    # The reads the read loss sees: one per sample position, as the whole sequence's without the gap's positions.
+    reads, full_reads = (torch.cat(parts, dim=1) for (parts,) in (sinks, full_sinks))
+    assert reads.shape == (2, 80, 32)
+    assert torch.allclose(reads, torch.cat([full_reads[:, :64], full_reads[:, 128:]], 1), atol=1e-5)
+    probe = ReadProbe(model)
+    with torch.no_grad():
+        probe.to_hidden.weight.normal_()
+    read_loss, _ = probe.loss(model, sinks, labels, gap=True)
+    full_read_loss, _ = probe.loss(model, full_sinks, full_labels, gap=False)
+    assert abs(read_loss.item() - full_read_loss.item()) < 1e-4
+    only_across = torch.full_like(labels, -100)
+    only_across[:, 64] = ids[:, 64]  # the one target whose position before it is in the gap
+    assert probe.loss(model, sinks, only_across, gap=True)[0].item() == 0
+
+
+def test_read_loss_reaches_the_memory_but_not_its_output(tiny_dir, tmp_path):
+    """The read loss trains what produces the read (the memory's projections and initial weights), never the
+    branch's output projection or gate, which only the model's own loss may move."""
+    model, _ = build_model(recipe_of(tiny_recipe(tiny_dir, tmp_path / "r")), torch.device("cpu"), "fp32")
+    probe = ReadProbe(model)
+    with torch.no_grad():
+        probe.to_hidden.weight.normal_()
+    torch.manual_seed(0)
+    ids = torch.randint(0, 1000, (2, 96))
+    labels = torch.full_like(ids, -100)
+    labels[:, 80:] = ids[:, 80:]
+    with captured_reads(model) as sinks:
+        model(ids, labels=labels, return_logits=False)
+    probe.loss(model, sinks, labels, gap=False)[0].backward()
+    grads = {name: p.grad for name, p in model.adapter_parameters().items()}
+    branch = "memories.0."
+    assert grads[branch + "out_proj.weight"] is None and grads[branch + "gate"] is None
+    moved = [name for name, grad in grads.items() if grad is not None and grad.abs().sum() > 0]
+    assert any(name in moved for name in model.projection_parameter_names())
+    assert probe.to_hidden.weight.grad.abs().sum() > 0
+
+
+def test_read_loss_trains_logs_and_resumes_exactly(tiny_dir, tmp_path):
+    """read_loss_weight changes the training, logs the read loss and accuracy, and keeps its probe (with its
+    moments) in the checkpoints, not in the adapter: stop + resume equals one run."""
+    plain, ref, out = tmp_path / "plain", tmp_path / "ref", tmp_path / "staged"
+    synthetic = ["data.synthetic_fraction=1", "data.synthetic_tasks=[passkey]"]
+    train(recipe_of(tiny_recipe(tiny_dir, plain, max_steps=8), *synthetic))
+    train(recipe_of(tiny_recipe(tiny_dir, ref, max_steps=8), *synthetic, "read_loss_weight=1"))
+    assert max_diff(weights_of(ref), weights_of(plain)) > 1e-4
+    records = [json.loads(line) for line in (ref / "metrics.jsonl").read_text().splitlines()]
+    trained = [r for r in records if r["type"] == "train"]
+    assert all(r["loss_read"] > 0 and 0 <= r["read_accuracy"] <= 1 for r in trained)
+    assert (latest_checkpoint(ref) / READ_PROBE_FILE).is_file() and not (ref / READ_PROBE_FILE).exists()
+    assert set(weights_of(ref)) == set(weights_of(plain))
+    path = tiny_recipe(tiny_dir, out, max_steps=8)
+    train(recipe_of(path, *synthetic, "read_loss_weight=1"), stop_at_step=5)
+    train(recipe_of(path, *synthetic, "read_loss_weight=1"), resume=out)
+    assert max_diff(weights_of(out), weights_of(ref)) < 1e-5
 
 
 @pytest.mark.parametrize("overlap", [0, 8])

@@ -75,6 +75,7 @@ DEFAULTS: dict[str, Any] = {
     "gate_lr": 2.0e-2,  # gates (inner theta/eta/alpha and output gates): their own, higher LR, no decay
     "projection_lr": None,  # the memory's q/k/v and bigram context projections (None = lr); lower keeps their addressing
     "projection_anchor": 0.0,  # pull of those projections toward their initial values, per unit of LR (0 = none)
+    "read_loss_weight": 0.0,  # weight of the read loss: the synthetic answer read off the memory's read (0 = none)
     "weight_decay": 0.0,
     "betas": [0.9, 0.99],
     "grad_clip": 1.0,  # max global grad norm (0 = off)
@@ -238,6 +239,7 @@ def validate_recipe(recipe: dict[str, Any]) -> TitansConfig:
         "gate_lr",
         "weight_decay",
         "projection_anchor",
+        "read_loss_weight",
         "grad_clip",
     ]
     flat = flatten(recipe)

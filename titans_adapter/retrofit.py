@@ -66,6 +66,7 @@ class MemoryBranch(nn.Module):
         self.memory = NeuralMemory(hidden_size, config)
         self.out_proj = nn.Linear(config.num_heads * config.head_dim, hidden_size, bias=False)
         self.gate = nn.Parameter(torch.zeros(hidden_size))
+        self.read_sink: list[Tensor] | None = None  # when a list, forward appends its normalized reads (training.py)
 
     def forward(self, hidden: Tensor, state: LayerMemoryState) -> tuple[Tensor, LayerMemoryState]:
         """hidden (B, T, hidden_size) -> hidden plus the gated retrieval, and the written state.
@@ -77,6 +78,8 @@ class MemoryBranch(nn.Module):
             retrieved, state = self.read_and_write(hidden, state)  # (B, T, H * head_dim)
             heads = self.memory.config.num_heads
             retrieved = l2_normalize(retrieved.unflatten(-1, (heads, -1))).flatten(-2)
+            if self.read_sink is not None:
+                self.read_sink.append(retrieved)
             delta = F.linear(retrieved, self.out_proj.weight * self.gate[:, None])
         return hidden + delta.to(hidden.dtype), state
 

@@ -14,6 +14,8 @@ import os
 import random
 import signal
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,7 @@ LORA_WEIGHTS = "lora_model.safetensors"
 CHECKPOINT_DIR = "checkpoints"
 UPFRONT_SAMPLES = 64  # synthetic samples built before the model loads, to catch a question too long for its window
 METRICS_FILE = "metrics.jsonl"
+READ_PROBE_FILE = "read_probe.safetensors"  # in checkpoints only: the read loss's probe and its optimizer moments
 VAL_SEED_OFFSET = 7919  # synthetic validation samples use another stream than training
 
 
@@ -175,13 +178,17 @@ class GapPool:
         return self.hidden[picks].reshape(rows, windows * self.window, -1), self.ids[picks[:, -1]]
 
 
+def last_window_start(length: int, window: int) -> int:
+    """Where a sample of `length` tokens starts its last window: a gap is read just before it."""
+    return (length - 1) // window * window
+
+
 def sample_loss(model: TitansModel, ids: Tensor, labels: Tensor, gap: tuple[Tensor, Tensor] | None) -> Tensor:
     """Mean loss over the labelled tokens of (b, L) samples; a gap (GapPool.fixed: branch inputs (b, k * window,
     hidden) and the last gap window's tokens) is read before the last window."""
     if gap is None:
         return model(ids, labels=labels, return_logits=False).loss
-    window = model.config.window
-    split = (ids.shape[1] - 1) // window * window  # start of the last window
+    split = last_window_start(ids.shape[1], model.config.window)
     head = model(ids[:, :split], labels=labels[:, :split], return_logits=False)
     hidden, last_ids = gap
     state = model.write_branch_inputs(hidden, head.memory_state, last_ids)
@@ -189,6 +196,55 @@ def sample_loss(model: TitansModel, ids: Tensor, labels: Tensor, gap: tuple[Tens
     # forward() counts targets from the second position of what it reads; weigh the two means by those counts.
     n_head, n_tail = (int((part[:, 1:] != -100).sum()) for part in (labels[:, :split], labels[:, split:]))
     return (head.loss * n_head + tail.loss * n_tail) / max(n_head + n_tail, 1)
+
+
+@contextmanager
+def captured_reads(model: TitansModel, enabled: bool = True) -> Iterator[list[list[Tensor]]]:
+    """While open (and enabled), each memory branch's forward appends its normalized reads (B, n, H * head_dim) to
+    its list, in reading order; the gap windows of write_branch_inputs are written without a read and add nothing."""
+    sinks: list[list[Tensor]] = [[] for _ in model.memories]
+    if enabled:
+        for branch, sink in zip(model.memories.values(), sinks):
+            branch.read_sink = sink
+    try:
+        yield sinks
+    finally:
+        for branch in model.memories.values():
+            branch.read_sink = None
+
+
+class ReadProbe(torch.nn.Module):
+    """The read loss's classifier (recipe key read_loss_weight; training only, saved in checkpoints, not in the
+    adapter): next-token logits from the memory's normalized reads, through a learned map into the base's frozen
+    output embeddings. The answer loss reaches the memory only through the frozen layers above its branch; this
+    loss asks the read itself to hold the token that comes next, and reaches the memory's projections, initial
+    weights and inner gates from there."""
+
+    def __init__(self, model: TitansModel) -> None:
+        super().__init__()
+        config = model.config
+        read_dim = len(config.layers) * config.num_heads * config.head_dim
+        hidden = model.base.config.hidden_size
+        self.to_hidden = torch.nn.Linear(read_dim, hidden, bias=False, device=model.device)
+        torch.nn.init.zeros_(self.to_hidden.weight)  # no random draw: the run's random stream stays as without it
+
+    def loss(self, model: TitansModel, sinks: list[list[Tensor]], labels: Tensor, gap: bool) -> tuple[Tensor, Tensor]:
+        """Cross-entropy and accuracy of each labelled token (labels (B, L)) predicted from the reads at the position
+        before it (captured_reads' sinks, every layer's side by side). After a gap the last window's first token
+        follows the gap, not the position before it, so it is left out, as sample_loss leaves it out."""
+        reads = torch.cat([torch.cat(parts, dim=1) for parts in sinks], dim=-1)  # (B, L, layers * H * head_dim)
+        targets = labels[:, 1:].clone()
+        if gap:
+            targets[:, last_window_start(labels.shape[1], model.config.window) - 1] = -100
+        picked = targets != -100
+        if not picked.any():
+            zero = reads.sum() * 0.0
+            return zero, zero.detach()
+        unembed = model.base.get_output_embeddings().weight  # (vocab, hidden), frozen
+        hidden = self.to_hidden(reads[:, :-1][picked])  # (n, hidden)
+        logits = F.linear(hidden.to(unembed.dtype), unembed).float()  # (n, vocab)
+        targets = targets[picked]
+        return F.cross_entropy(logits, targets), (logits.argmax(-1) == targets).float().mean()
 
 
 def micro_batch_indices(step: int, micro: int, rank: int, recipe: dict[str, Any], world: int) -> list[int]:
@@ -437,8 +493,17 @@ def _load_optimizer(
     optimizer.load_state_dict({"state": state, "param_groups": optimizer.state_dict()["param_groups"]})
 
 
-def save_checkpoint(output_dir: Path, step: int, model: TitansModel, optimizer, scheduler, recipe: dict[str, Any]) -> Path:
-    """checkpoints/step-N: adapter, LoRA, optimizer, scheduler, RNG states, data position; written then renamed."""
+def save_checkpoint(
+    output_dir: Path,
+    step: int,
+    model: TitansModel,
+    optimizer,
+    scheduler,
+    recipe: dict[str, Any],
+    probe: tuple[ReadProbe, torch.optim.Optimizer] | None = None,
+) -> Path:
+    """checkpoints/step-N: adapter, LoRA, optimizer, scheduler, RNG states, data position, and the read loss's probe
+    with its optimizer when there is one; written then renamed."""
     path = output_dir / CHECKPOINT_DIR / f"step-{step:07d}"
     opt_tensors, opt_meta = _optimizer_tensors(optimizer, optimizer_parameter_names(model))
     rng = {"torch": torch.get_rng_state()}
@@ -456,6 +521,11 @@ def save_checkpoint(output_dir: Path, step: int, model: TitansModel, optimizer, 
     writers = adapter_writers(model, recipe["lora"])
     writers["optimizer.safetensors"] = lambda p: save_file(opt_tensors, str(p))
     writers["rng.safetensors"] = lambda p: save_file(rng, str(p))
+    if probe is not None:
+        probe_model, probe_optimizer = probe
+        probe_tensors, state["read_probe_optimizer"] = _optimizer_tensors(probe_optimizer, list(probe_model.state_dict()))
+        probe_tensors.update({k: v.detach().cpu().contiguous() for k, v in probe_model.state_dict().items()})
+        writers[READ_PROBE_FILE] = lambda p: save_file(probe_tensors, str(p))
     writers["trainer_state.json"] = lambda p: p.write_text(json.dumps(state, indent=2))
     write_dir_atomically(path, writers)
     checkpoints = sorted((output_dir / CHECKPOINT_DIR).glob("step-*"))
@@ -474,8 +544,22 @@ def latest_checkpoint(output_dir: Path) -> Path:
     return found[-1]
 
 
+def load_read_probe(path: Path, probe: ReadProbe, probe_optimizer: torch.optim.Optimizer) -> bool:
+    """Restore the read loss's probe and its moments from checkpoint `path`; False when it has none (a run that
+    trained without the read loss: the probe then starts from zero)."""
+    if not (path / READ_PROBE_FILE).is_file():
+        return False
+    tensors = load_file(str(path / READ_PROBE_FILE))
+    names = list(probe.state_dict())
+    probe.load_state_dict({name: tensors.pop(name) for name in names})
+    meta = json.loads((path / "trainer_state.json").read_text())["read_probe_optimizer"]
+    _load_optimizer(probe_optimizer, names, tensors, meta, names)
+    return True
+
+
 def load_checkpoint(path: Path, model: TitansModel, optimizer, scheduler) -> int:
-    """Restore everything save_checkpoint wrote; returns the step to continue from."""
+    """Restore everything save_checkpoint wrote but the read probe (load_read_probe); returns the step to continue
+    from."""
     state = json.loads((path / "trainer_state.json").read_text())
     names = list(trainable_parameters(model))
     if state["trainable"] != names:
@@ -761,6 +845,10 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
     optimizer = accelerator.prepare(make_optimizer(model, recipe))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe))
     params = list(trainable_parameters(model).values())
+    probe = None  # (ReadProbe, its optimizer) with a read loss: constant LR lr, no clipping, not in the adapter
+    if recipe["read_loss_weight"]:
+        probe_model = ReadProbe(model)
+        probe = (probe_model, torch.optim.AdamW(probe_model.parameters(), lr=recipe["lr"], betas=tuple(recipe["betas"])))
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
         tmp = output_dir / f".recipe.yaml.tmp-{os.getpid()}"
@@ -778,6 +866,8 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
         step = load_checkpoint(checkpoint, model, optimizer, scheduler)
         use_recipe_hyperparameters(optimizer, scheduler, recipe)
         say(f"resumed from {checkpoint} at step {step}")
+        if probe is not None and not load_read_probe(checkpoint, *probe):
+            say("the checkpoint has no read probe (trained without read_loss_weight): the probe starts from zero")
     sample_len = sample_length(recipe)
     syn_weight, nat_weight = 1.0, data["natural_loss_weight"]
 
@@ -798,7 +888,10 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
             if not recipe["gradient_checkpointing"]:
                 model.base.eval()  # frozen: no dropout; transformers checkpoints only in training mode
             optimizer.zero_grad(set_to_none=True)
-            parts = torch.zeros(3)  # weighted loss, synthetic answer loss, natural loss (means over micro-steps)
+            if probe is not None:
+                probe[1].zero_grad(set_to_none=True)
+            # weighted loss, synthetic answer loss, natural loss, read loss, read accuracy (means over micro-steps)
+            parts = torch.zeros(5)
             for micro in range(recipe["grad_accum"]):
                 batch = stream.batch(micro_batch_indices(step, micro, rank, recipe, world), accelerator.device)
                 kinds = ((batch.syn_ids, batch.syn_labels, syn_weight, 1), (batch.nat_ids, batch.nat_labels, nat_weight, 2))
@@ -806,20 +899,31 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
                     if ids is None or weight == 0:
                         continue
                     gap = train_gaps.draw(ids.shape[0], data["gap_windows"], [step, micro, rank, slot]) if train_gaps else None
-                    with accelerator.autocast():
+                    read = probe is not None and slot == 1  # the read loss asks for the synthetic answers
+                    with accelerator.autocast(), captured_reads(model, enabled=read) as sinks:
                         loss = sample_loss(model, ids, labels, gap)
                     # Weighted by its share of the micro-batch: the mean over samples, whatever the process count.
                     share = weight * ids.shape[0] / recipe["batch_size"] / recipe["grad_accum"]
-                    accelerator.backward(loss * share)
+                    total = loss
+                    if read:
+                        read_loss, read_accuracy = probe[0].loss(model, sinks, labels, gap is not None)
+                        total = loss + recipe["read_loss_weight"] * read_loss
+                        parts[3] += read_loss.item() / recipe["grad_accum"]
+                        parts[4] += read_accuracy.item() / recipe["grad_accum"]
+                    accelerator.backward(total * share)
                     parts[0] += loss.item() * share
                     parts[slot] += loss.item() / recipe["grad_accum"]
             if world > 1:
                 _average_gradients(params, world)
+                if probe is not None:
+                    _average_gradients(list(probe[0].parameters()), world)
                 torch.distributed.all_reduce(parts)
                 parts /= world
             loss_total = parts[0].item()
             grad_norm = accelerator.clip_grad_norm_(params, recipe["grad_clip"]) if recipe["grad_clip"] else None
             optimizer.step()
+            if probe is not None:
+                probe[1].step()
             pull_toward_anchors(model, optimizer, anchors, recipe["projection_anchor"])
             scheduler.step()
             step += 1
@@ -830,6 +934,8 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
             if step % recipe["log_every"] == 0 or step == last_step:
                 record = {"type": "train", "step": step, "loss": loss_total, "tokens_per_s": tokens_done / elapsed}
                 record.update({"loss_synthetic": parts[1].item(), "loss_natural": parts[2].item()})
+                if probe is not None:
+                    record.update({"loss_read": parts[3].item(), "read_accuracy": parts[4].item()})
                 record.update({f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups})
                 if grad_norm is not None:
                     record["grad_norm"] = float(grad_norm)
@@ -846,7 +952,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
                 signalled = bool(flag.item())
             if (recipe["save_every"] and step % recipe["save_every"] == 0) or signalled:
                 if main:
-                    save_checkpoint(output_dir, step, model, optimizer, scheduler, recipe)
+                    save_checkpoint(output_dir, step, model, optimizer, scheduler, recipe, probe)
                 accelerator.wait_for_everyone()
             if signalled:
                 bar.close()
@@ -854,7 +960,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
     bar.close()
     result: dict[str, Any] = {}
     if main:
-        save_checkpoint(output_dir, step, model, optimizer, scheduler, recipe)
+        save_checkpoint(output_dir, step, model, optimizer, scheduler, recipe, probe)
         save_final_adapter(model, output_dir, recipe["lora"])
         model.eval()
         result = evaluate(model, val_split, tokenizer, recipe, base_too=True, gap_pool=val_gaps)
