@@ -845,10 +845,11 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
     optimizer = accelerator.prepare(make_optimizer(model, recipe))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, recipe))
     params = list(trainable_parameters(model).values())
-    probe = None  # (ReadProbe, its optimizer) with a read loss: constant LR lr, no clipping, not in the adapter
+    read_probe = read_optimizer = probe = None  # with a read loss: constant LR lr, no clipping, not in the adapter
     if recipe["read_loss_weight"]:
-        probe_model = ReadProbe(model)
-        probe = (probe_model, torch.optim.AdamW(probe_model.parameters(), lr=recipe["lr"], betas=tuple(recipe["betas"])))
+        read_probe = ReadProbe(model)
+        read_optimizer = torch.optim.AdamW(read_probe.parameters(), lr=recipe["lr"], betas=tuple(recipe["betas"]))
+        probe = (read_probe, read_optimizer)  # what checkpoints save and restore
     if main:
         output_dir.mkdir(parents=True, exist_ok=True)
         tmp = output_dir / f".recipe.yaml.tmp-{os.getpid()}"
@@ -888,8 +889,8 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
             if not recipe["gradient_checkpointing"]:
                 model.base.eval()  # frozen: no dropout; transformers checkpoints only in training mode
             optimizer.zero_grad(set_to_none=True)
-            if probe is not None:
-                probe[1].zero_grad(set_to_none=True)
+            if read_optimizer is not None:
+                read_optimizer.zero_grad(set_to_none=True)
             # weighted loss, synthetic answer loss, natural loss, read loss, read accuracy (means over micro-steps)
             parts = torch.zeros(5)
             for micro in range(recipe["grad_accum"]):
@@ -899,14 +900,14 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
                     if ids is None or weight == 0:
                         continue
                     gap = train_gaps.draw(ids.shape[0], data["gap_windows"], [step, micro, rank, slot]) if train_gaps else None
-                    read = probe is not None and slot == 1  # the read loss asks for the synthetic answers
+                    read = read_probe is not None and slot == 1  # the read loss asks for the synthetic answers
                     with accelerator.autocast(), captured_reads(model, enabled=read) as sinks:
                         loss = sample_loss(model, ids, labels, gap)
                     # Weighted by its share of the micro-batch: the mean over samples, whatever the process count.
                     share = weight * ids.shape[0] / recipe["batch_size"] / recipe["grad_accum"]
                     total = loss
                     if read:
-                        read_loss, read_accuracy = probe[0].loss(model, sinks, labels, gap is not None)
+                        read_loss, read_accuracy = read_probe.loss(model, sinks, labels, gap is not None)
                         total = loss + recipe["read_loss_weight"] * read_loss
                         parts[3] += read_loss.item() / recipe["grad_accum"]
                         parts[4] += read_accuracy.item() / recipe["grad_accum"]
@@ -915,15 +916,15 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
                     parts[slot] += loss.item() / recipe["grad_accum"]
             if world > 1:
                 _average_gradients(params, world)
-                if probe is not None:
-                    _average_gradients(list(probe[0].parameters()), world)
+                if read_probe is not None:
+                    _average_gradients(list(read_probe.parameters()), world)
                 torch.distributed.all_reduce(parts)
                 parts /= world
             loss_total = parts[0].item()
             grad_norm = accelerator.clip_grad_norm_(params, recipe["grad_clip"]) if recipe["grad_clip"] else None
             optimizer.step()
-            if probe is not None:
-                probe[1].step()
+            if read_optimizer is not None:
+                read_optimizer.step()
             pull_toward_anchors(model, optimizer, anchors, recipe["projection_anchor"])
             scheduler.step()
             step += 1
@@ -934,7 +935,7 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
             if step % recipe["log_every"] == 0 or step == last_step:
                 record = {"type": "train", "step": step, "loss": loss_total, "tokens_per_s": tokens_done / elapsed}
                 record.update({"loss_synthetic": parts[1].item(), "loss_natural": parts[2].item()})
-                if probe is not None:
+                if read_probe is not None:
                     record.update({"loss_read": parts[3].item(), "read_accuracy": parts[4].item()})
                 record.update({f"lr/{g['name']}": g["lr"] for g in optimizer.param_groups})
                 if grad_norm is not None:
