@@ -44,7 +44,8 @@ def recall(model, samples, pool: GapPool, gap: int, batch: int) -> dict:
         with torch.no_grad():
             state = model(ids[:, :q_start], return_logits=False).memory_state
             if gap:
-                state = model.write_branch_inputs(pool.fixed(len(group), gap, np.random.default_rng([start, gap])), state)
+                hidden, last_ids = pool.fixed(len(group), gap, np.random.default_rng([start, gap]))
+                state = model.write_branch_inputs(hidden, state, last_ids)
             logits = model(ids[:, q_start:a1], memory_state=state).logits
         hits = (logits[:, a0 - 1 - q_start : a1 - 1 - q_start].argmax(-1) == ids[:, a0:a1]).numpy()
         right += hits.sum(0)
