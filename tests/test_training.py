@@ -269,6 +269,9 @@ def test_sigterm_writes_a_checkpoint_and_stops(tiny_dir, tmp_path):
     assert "resume with --resume" in err
     assert (latest_checkpoint(out) / "optimizer.safetensors").is_file()
     assert not list((out / "checkpoints").glob(".*")), "no temporary checkpoint left behind"
+    stopped = load_file(str(latest_checkpoint(out) / "adapter_model.safetensors"))
+    final = load_file(str(out / "adapter_model.safetensors"))
+    assert stopped.keys() == final.keys() and all(torch.equal(stopped[k], final[k]) for k in stopped)
 
 
 def _free_port() -> int:

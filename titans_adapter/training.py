@@ -957,7 +957,12 @@ def train(recipe: dict[str, Any], resume: str | os.PathLike | None = None, stop_
                 accelerator.wait_for_everyone()
             if signalled:
                 bar.close()
-                raise TrainingInterrupted(f"Stopped by signal {stop.signal} at step {step}; resume with --resume {output_dir}.")
+                if main:  # the output folder's adapter is the one at the stop, never an earlier stage's
+                    save_final_adapter(model, output_dir, recipe["lora"])
+                raise TrainingInterrupted(
+                    f"Stopped by signal {stop.signal} at step {step}; its adapter is in {output_dir}; "
+                    f"resume with --resume {output_dir}."
+                )
     bar.close()
     result: dict[str, Any] = {}
     if main:
